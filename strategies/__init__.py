@@ -1,0 +1,49 @@
+"""Strategies: `fit` on train (and dev), then `answer` test queries. One file per strategy.
+
+A strategy never sees the test split's answers: the runner hands it `Query` objects only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from harness.backends import Backend
+from harness.config import TaskConfig
+from harness.data import Example, Query
+from harness.records import FitRecord, Prediction
+
+REGISTRY: dict[str, str] = {
+    "prompt": "strategies.prompt:PromptStrategy",
+}
+
+
+@dataclass
+class StrategyContext:
+    """What the runner gives a strategy: the task, a shared model, and a folder of its own."""
+
+    config: TaskConfig
+    task_dir: Path
+    out_dir: Path
+    """This strategy's folder in the run directory, for its artifacts."""
+    backend: Callable[[], Backend]
+    """The shared base-model backend, loaded on first call and reused by every strategy."""
+
+
+class Strategy(Protocol):
+    name: str
+
+    def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord: ...
+
+    def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]: ...
+
+
+def available(name: str) -> bool:
+    return name in REGISTRY
+
+
+def create(name: str) -> Strategy:
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,30 @@
+"""The transformers backend on the real embedded model (SmolLM2-135M-Instruct from its GGUF)."""
+
+from harness.prompting import build_messages
+from harness.config import PromptConfig
+from harness.data import Query
+
+QUESTIONS = ["What is the capital of France?", "Name a primary colour.",
+             "Write the number seven as a digit, then explain what a prime number is in detail."]
+
+
+def conversations():
+    return [build_messages(Query(str(i), q), PromptConfig(system="You are a helpful assistant.")) for i, q in enumerate(QUESTIONS)]
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(backend):
+    batched = backend.generate(conversations(), max_new_tokens=12, stop=[], batch_size=3)
+    single = [backend.generate([c], max_new_tokens=12, stop=[], batch_size=1)[0] for c in conversations()]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in single]
+    assert all(g.batch_size == 3 and g.latency_s > 0 for g in batched)
+    assert "Paris" in batched[0].text
+
+
+def test_usage_counts_and_stop_strings(backend):
+    (long,) = backend.generate(conversations()[2:], max_new_tokens=40, stop=[], batch_size=1)
+    (cut,) = backend.generate(conversations()[2:], max_new_tokens=40, stop=["prime"], batch_size=1)
+    assert long.completion_tokens == 40  # the detailed explanation does not fit in 40 tokens
+    assert "prime" in long.text and "prime" not in cut.text
+    assert long.text.startswith(cut.text)
+    assert cut.prompt_tokens == backend.count_tokens(backend.render(conversations()[2]))

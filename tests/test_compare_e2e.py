@@ -1,0 +1,63 @@
+"""`compare` end to end on the real embedded model, over a small slice of a demo task."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_compare_prompt_strategy_writes_a_complete_run(tiny_task, tmp_path):
+    results = tmp_path / "results"
+    proc = run_cli("compare", str(tiny_task), "--results", str(results), "--limit", "6", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (results / "tiny").iterdir()
+    assert (run_dir / "manifest.json").is_file()
+    for name in ("config.json", "run.json", "environment.json", "split.json", "report.md",
+                 "prompt/predictions.jsonl", "prompt/metrics.json"):
+        assert (run_dir / name).is_file(), name
+
+    predictions = [json.loads(line) for line in (run_dir / "prompt/predictions.jsonl").read_text().splitlines()]
+    split = json.loads((run_dir / "split.json").read_text())
+    assert [p["id"] for p in predictions] == split["test_ids"] and len(predictions) == 6
+    assert all(p["prompt_tokens"] > 50 and p["latency_s"] > 0 for p in predictions)  # 2 shots + question
+    assert all(p["score"] in (0.0, 1.0) for p in predictions)  # exact_match
+    metrics = json.loads((run_dir / "prompt/metrics.json").read_text())
+    assert metrics["n"] == 6 and metrics["ci_low"] <= metrics["score"] <= metrics["ci_high"]
+    assert metrics["score"] == sum(p["score"] for p in predictions) / 6
+    assert len(metrics["fit"]["details"]["shot_ids"]) == 2
+    assert not set(metrics["fit"]["details"]["shot_ids"]) & set(split["test_ids"])
+
+    report = (run_dir / "report.md").read_text()
+    assert "| prompt" in report and "latency p50 (s)" in report and f"{metrics['score']:.3f}" in report
+    assert "only 40 training examples" in report  # the small-data warning reaches the report
+    assert "| prompt" in proc.stdout  # the summary table ends the terminal output
+
+    # A second run never overwrites the first, and the report rebuilds from the directory alone.
+    assert run_cli("compare", str(tiny_task), "--results", str(results), "--limit", "2", cwd=ROOT).returncode == 0
+    assert len(list((results / "tiny").iterdir())) == 2
+    (run_dir / "report.md").unlink()
+    assert run_cli("report", str(run_dir), cwd=ROOT).returncode == 0
+    assert (run_dir / "report.md").read_text() == report
+
+
+def test_malformed_task_gives_one_line_error_and_writes_nothing(tiny_task, tmp_path):
+    lines = (tiny_task / "train.jsonl").read_text().splitlines()
+    lines[6] = lines[6].replace('"role": "assistant"', '"role": "robot"')
+    (tiny_task / "train.jsonl").write_text("\n".join(lines) + "\n")
+    results = tmp_path / "results"
+    proc = run_cli("compare", str(tiny_task), "--results", str(results), cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith(f"error: {tiny_task / 'train.jsonl'}:7: field 'messages[1].role': 'robot'")
+    assert not results.exists()
+
+    (tiny_task / "task.yaml").write_text((tiny_task / "task.yaml").read_text().replace("k_shot: 2", "k_shot: -1"))
+    proc = run_cli("compare", str(tiny_task), "--results", str(results), cwd=ROOT)
+    assert proc.returncode == 2 and f"{tiny_task / 'task.yaml'}:" in proc.stderr and "prompt.k_shot" in proc.stderr
+    assert not results.exists()
