@@ -11,3 +11,10 @@ class ConfigError(HarnessError):
 
 class DataError(HarnessError):
     """A data file is invalid: the message names the file, the line and the field."""
+
+
+class NotRun(Exception):
+    """A strategy cannot run on this task or machine; the message says why, and the report shows it.
+
+    Raised from `fit` (e.g. RAG with no documents). The other strategies still run.
+    """

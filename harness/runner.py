@@ -28,6 +28,7 @@ from typing import Any
 from harness import environment
 from harness.backends import Backend, load_backend
 from harness.data import Example
+from harness.errors import NotRun
 from harness.metrics import summarize
 from harness.models import resolve_model
 from harness.scoring import SCORERS
@@ -113,7 +114,13 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
     strategy = registry.create(name)
     ctx = StrategyContext(cfg, task.folder, out_dir, backend)
     log(f"[{name}] fit on {len(task.data.train)} train / {len(task.data.dev)} dev examples")
-    fit = strategy.fit(task.data.train, task.data.dev, ctx)
+    try:
+        fit = strategy.fit(task.data.train, task.data.dev, ctx)
+    except NotRun as reason:
+        summary = {"strategy": name, "status": f"not run: {reason}"}
+        write_json(out_dir / "metrics.json", summary)
+        log(f"[{name}] not run: {reason}")
+        return summary
     began = time.perf_counter()
     predictions = strategy.answer([ex.query() for ex in test], ctx)
     answer_seconds = time.perf_counter() - began
@@ -130,6 +137,9 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
                **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
                "answer_seconds": round(answer_seconds, 2), "fit": dataclasses.asdict(fit)}
+    if hasattr(strategy, "label_metrics"):
+        # Computed by the runner after answering, with the test labels the strategy never saw.
+        summary.update(strategy.label_metrics(predictions, test))
     write_json(out_dir / "metrics.json", summary)
     log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items, "
         f"latency p50 {summary['latency_p50_s']:.2f} s")

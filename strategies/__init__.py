@@ -33,6 +33,12 @@ class StrategyContext:
 
 
 class Strategy(Protocol):
+    """`fit` may raise `harness.errors.NotRun` to be reported as "not run: <why>".
+
+    Optionally a strategy defines `label_metrics(predictions, examples) -> dict`: figures that need
+    the test labels (e.g. retrieval hit@k), computed by the runner after all answers are in.
+    """
+
     name: str
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord: ...
