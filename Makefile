@@ -39,7 +39,7 @@ report: $(STAMP)
 	$(PY) -m harness report $(RUN)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -rs $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m harness.bench $(ARGS)

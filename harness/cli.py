@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.config import STRATEGY_NAMES
-    from harness.report import load_run, summary_table
+    from harness.report import terminal_summary
     from harness.runner import compare
     from harness.task import load_task
 
@@ -69,8 +69,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     run_dir = compare(task, Path(args.results), names, args.limit,
                       log=lambda m: print(m, file=sys.stderr, flush=True))
     print()
-    print(summary_table(load_run(run_dir)["metrics"]).to_markdown(index=False))
-    print(f"\nreport: {run_dir / 'report.md'}")
+    print(terminal_summary(run_dir))
+    print(f"\nreport: {run_dir / 'report.md'} (also report.html, report.json)")
     return 0
 
 

