@@ -6,5 +6,6 @@ for bench.md. Sections are listed in SECTIONS; `python -m harness.bench [section
 """
 
 SECTIONS: list[str] = [
+    "harness.bench.generation",
     # "harness.bench.retrieval",
 ]
