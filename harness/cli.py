@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-contamination", action="store_true",
                          help="allow test prompts that also occur in train")
     compare.add_argument("--results", default="results", help="results root (default: results)")
+    compare.add_argument("--no-cache", action="store_true",
+                         help="generate every answer again instead of reusing cached ones (fresh latency)")
 
     report = sub.add_parser("report", help="rebuild report.md from a run directory")
     report.add_argument("run", type=Path)
@@ -80,7 +82,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if unknown:
             raise HarnessError(f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(STRATEGY_NAMES)})")
     run_dir = compare(task, Path(args.results), names, args.limit,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache)
     print()
     print(terminal_summary(run_dir))
     print(f"\nreport: {run_dir / 'report.md'} (also report.html, report.json)")

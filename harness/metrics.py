@@ -40,4 +40,5 @@ def summarize(scores: list[float], predictions: list[Prediction], scorer: str, s
         "completion_tokens_mean": float(completion.mean()),
         "completion_tokens_per_s": float(completion.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
         "truncated_prompts": sum(bool(p.extra.get("truncated")) for p in predictions),
+        "cached_answers": sum(bool(p.extra.get("cached")) for p in predictions),
     }

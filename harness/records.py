@@ -22,6 +22,8 @@ class Generation:
     """Answers generated together with this one; latency_s / batch_size is its compute share."""
     truncated: bool = False
     """The prompt was cut from the left to fit the model's context window."""
+    cached: bool = False
+    """Taken from the generation cache: text, tokens and latency as measured when first generated."""
 
 
 @dataclass(frozen=True)

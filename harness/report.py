@@ -154,7 +154,12 @@ def render_markdown(a: dict[str, Any]) -> str:
               "95% CIs by seeded bootstrap. Latency is the wall time of the generation batch holding the answer "
               f"(batch size {cfg['generation']['batch_size']}). Costs use {cfg['cost']['cpu_usd_per_hour']} USD/h "
               f"(CPU) and {cfg['cost']['gpu_usd_per_hour']} USD/h (GPU).", "",
-              matrix(a).to_markdown(index=False), "", "## Paired comparisons", ""]
+              matrix(a).to_markdown(index=False), ""]
+    cached = {n: m["cached_answers"] for n, m in a["strategies"].items() if m.get("cached_answers")}
+    if cached:
+        lines += ["Answers reused from the generation cache (text, tokens and latency as first measured): " +
+                  ", ".join(f"{n} {c}" for n, c in cached.items()) + ". `--no-cache` measures afresh.", ""]
+    lines += ["## Paired comparisons", ""]
     if a["pairs"]:
         lines.append(pd.DataFrame([{
             "pair": f"{p['a']} vs {p['b']}", "n": p["n"], "difference": f"{p['diff']:+.3f}",

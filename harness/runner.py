@@ -56,7 +56,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
-            limit: int | None = None, log=print) -> Path:
+            limit: int | None = None, log=print, use_cache: bool = True) -> Path:
     """Run the task's strategies; return the run directory."""
     import strategies as registry
     from harness.report import write_report
@@ -74,7 +74,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     log(f"run directory: {run_dir}")
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
-                                      "limit_test": limit, "started": datetime.now(timezone.utc).isoformat(
+                                      "limit_test": limit, "generation_cache": use_cache, "started": datetime.now(timezone.utc).isoformat(
                                           timespec="seconds")})
     write_json(run_dir / "split.json", _split_record(task, test))
 
@@ -83,7 +83,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
         path = resolve_model(cfg.model.name)
         log(f"[model] loading {cfg.model.name} ({path})")
         return load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
-                            threads=cfg.model.threads)
+                            threads=cfg.model.threads, use_cache=use_cache)
 
     summaries: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -141,8 +141,9 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
         # Computed by the runner after answering, with the test labels the strategy never saw.
         summary.update(strategy.label_metrics(predictions, test))
     write_json(out_dir / "metrics.json", summary)
+    cached = f", {summary['cached_answers']} answers from the generation cache" if summary["cached_answers"] else ""
     log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items, "
-        f"latency p50 {summary['latency_p50_s']:.2f} s")
+        f"latency p50 {summary['latency_p50_s']:.2f} s{cached}")
     return summary
 
 

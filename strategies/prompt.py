@@ -7,8 +7,13 @@ import time
 
 from harness.data import Example, Query
 from harness.prompting import build_messages
-from harness.records import FitRecord, Prediction
+from harness.records import FitRecord, Generation, Prediction
 from strategies import StrategyContext
+
+
+def generation_flags(g: Generation) -> dict[str, bool]:
+    """Per-prediction flags worth keeping: prompt truncated to fit, answer taken from the cache."""
+    return {k: True for k in ("truncated", "cached") if getattr(g, k)}
 
 
 class PromptStrategy:
@@ -33,6 +38,6 @@ class PromptStrategy:
                                        cfg.generation.batch_size, progress=f"{self.name}: answering")
         return [
             Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
-                       {"truncated": g.truncated} if g.truncated else {})
+                       generation_flags(g))
             for q, g in zip(queries, generations)
         ]

@@ -29,4 +29,5 @@ def backend():
     from harness.backends import load_backend
     from harness.models import resolve_model
 
-    return load_backend("transformers", resolve_model("embedded:smollm2-135m-instruct"))
+    # No generation cache: these tests are about generating.
+    return load_backend("transformers", resolve_model("embedded:smollm2-135m-instruct"), use_cache=False)

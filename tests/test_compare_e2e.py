@@ -34,13 +34,21 @@ def test_compare_prompt_strategy_writes_a_complete_run(tiny_task, tmp_path):
     assert not set(metrics["fit"]["details"]["shot_ids"]) & set(split["test_ids"])
 
     report = (run_dir / "report.md").read_text()
-    assert "| prompt" in report and "latency p50 (s)" in report and f"{metrics['score']:.3f}" in report
+    assert "| prompt" in report and "latency p50 / p95 (s)" in report and f"{metrics['score']:.3f}" in report
+    assert (run_dir / "report.html").is_file() and (run_dir / "report.json").is_file()
+    assert "Recommended: prompt" in report  # only prompt ran here
     assert "only 40 training examples" in report  # the small-data warning reaches the report
     assert "| prompt" in proc.stdout  # the summary table ends the terminal output
 
     # A second run never overwrites the first, and the report rebuilds from the directory alone.
     assert run_cli("compare", str(tiny_task), "--results", str(results), "--limit", "2", cwd=ROOT).returncode == 0
-    assert len(list((results / "tiny").iterdir())) == 2
+    runs = sorted((results / "tiny").iterdir())
+    assert len(runs) == 2
+    second = json.loads((runs[1] / "prompt/metrics.json").read_text())
+    assert second["cached_answers"] == 2  # same prompts and settings: nothing generated again
+    again = [json.loads(line) for line in (runs[1] / "prompt/predictions.jsonl").read_text().splitlines()]
+    assert [(p["prediction"], p["latency_s"]) for p in again] == [(p["prediction"], p["latency_s"])
+                                                                   for p in predictions[:2]]
     (run_dir / "report.md").unlink()
     assert run_cli("report", str(run_dir), cwd=ROOT).returncode == 0
     assert (run_dir / "report.md").read_text() == report

@@ -1,6 +1,8 @@
 """transformers backend: chat template, batched greedy generation with left padding, stop strings.
 
 Prompts are sorted by length before batching (less padding), answers are returned in input order.
+Answers already in the generation cache (harness/gencache.py) are not generated again, and the
+weights load only when something has to be generated.
 """
 
 from __future__ import annotations
@@ -15,24 +17,51 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model_path: str, dtype: str = "auto", device: str = "auto",
-                 threads: int | None = None, model=None, tokenizer=None) -> None:
+                 threads: int | None = None, model=None, tokenizer=None, cache_id: str | None = None,
+                 use_cache: bool = True) -> None:
+        """The tokenizer loads now, the weights on the first generation that misses the cache.
+
+        `cache_id` names the weights in the generation cache (default: a fingerprint of the model
+        directory); pass a distinct one for a preloaded model such as base + adapter.
+        """
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
+
+        from harness.gencache import GenerationCache, fingerprint_dir
+        from harness.models import cache_root
 
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if dtype == "auto":
             dtype = "bfloat16" if self.device == "cuda" else "float32"
+        self.dtype = dtype
         self.model_path = model_path
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
         self.tokenizer.clean_up_tokenization_spaces = False  # destructive for BPE tokenizers
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = model or AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
-        self.model.to(self.device).eval()
-        self.dtype = str(self.model.dtype).removeprefix("torch.")
-        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self._model = model
+        if model is not None:
+            self._prepare(model)
+        config = model.config if model is not None else AutoConfig.from_pretrained(model_path)
+        self.context_length = int(getattr(config, "max_position_embeddings", 2048))
+        identity = f"{cache_id or fingerprint_dir(model_path)}:{self.dtype}:{self.device}"
+        self.cache = GenerationCache(cache_root(), identity) if use_cache else None
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            self._prepare(AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype)))
+        return self._model
+
+    def _prepare(self, model) -> None:
+        model.to(self.device).eval()
+        self._model = model
+        self.dtype = str(model.dtype).removeprefix("torch.")
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text: the model's chat template, or a plain one for models without it."""
@@ -46,9 +75,30 @@ class TransformersBackend:
 
     def generate(self, conversations: list[list[Message]], max_new_tokens: int,
                  stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
+        """Answers in input order; cached ones are reused, the rest generated in length-sorted batches."""
+        settings = {"max_new_tokens": max_new_tokens, "stop": stop, "batch_size": batch_size}
+        keys = [self.cache.key(c, settings) if self.cache else "" for c in conversations]
+        results: dict[int, Generation] = {}
+        if self.cache:
+            for i, key in enumerate(keys):
+                hit = self.cache.get(key)
+                if hit is not None:
+                    results[i] = hit
+        missing = [i for i in range(len(conversations)) if i not in results]
+        if missing:
+            fresh = self._generate([conversations[i] for i in missing], max_new_tokens, stop, batch_size,
+                                   progress, cached=len(results))
+            results.update(zip(missing, fresh))
+            if self.cache:
+                self.cache.put_many([(keys[i], results[i]) for i in missing])
+        return [results[i] for i in range(len(conversations))]
+
+    def _generate(self, conversations: list[list[Message]], max_new_tokens: int, stop: list[str],
+                  batch_size: int, progress: str | None, cached: int) -> list[Generation]:
         import torch
         from tqdm import tqdm
 
+        model = self.model
         prompts = [self.render(c) for c in conversations]
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         budget = max(1, self.context_length - max_new_tokens)
@@ -56,14 +106,15 @@ class TransformersBackend:
         encoded = [ids[-budget:] for ids in encoded]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: dict[int, Generation] = {}
-        bar = tqdm(total=len(order), desc=progress, unit="answer", disable=progress is None)
+        desc = f"{progress} ({cached} cached)" if progress and cached else progress
+        bar = tqdm(total=len(order), desc=desc, unit="answer", disable=progress is None)
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             began = time.perf_counter()
             with torch.inference_mode():
-                out = self.model.generate(
+                out = model.generate(
                     **inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
                     top_k=None, stop_strings=stop or None, tokenizer=self.tokenizer,
                     pad_token_id=self.tokenizer.pad_token_id)
