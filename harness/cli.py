@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-contamination", action="store_true",
                          help="allow test prompts that also occur in train")
     compare.add_argument("--results", default="results", help="results root (default: results)")
+    compare.add_argument("--no-benchmarks", action="store_true", help="skip MMLU/HumanEval (quick runs)")
+    compare.add_argument("--allow-code-execution", action="store_true",
+                         help="score HumanEval by running model-written code in the sandbox")
     compare.add_argument("--no-cache", action="store_true",
                          help="generate every answer again instead of reusing cached ones (fresh latency)")
 
@@ -81,8 +84,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         unknown = [s for s in names if s not in STRATEGY_NAMES]
         if unknown:
             raise HarnessError(f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(STRATEGY_NAMES)})")
+    if args.allow_code_execution:
+        bench = dataclasses.replace(task.config.benchmarks, allow_code_execution=True)
+        task.config = dataclasses.replace(task.config, benchmarks=bench)
     run_dir = compare(task, Path(args.results), names, args.limit,
-                      log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache)
+                      log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache,
+                      run_benchmarks=not args.no_benchmarks)
     print()
     print(terminal_summary(run_dir))
     print(f"\nreport: {run_dir / 'report.md'} (also report.html, report.json)")

@@ -106,9 +106,11 @@ def _bench_cell(a: dict[str, Any], name: str, benchmark: str) -> str:
         return "not run"
     if result.get("skipped"):
         return f"skipped: {result['skipped']}"
+    if result.get("status", "ok") != "ok":
+        return result.get("status", "not run")
     cell = f"{result['score']:.3f} ± {result['stderr']:.3f} (n={result['n']})"
     f = a["forgetting"].get(name, {}).get(benchmark)
-    if f:
+    if f and f.get("status", "ok") == "ok":
         mark = "significant drop" if f["significant_drop"] else "not significant"
         cell += f", Δ {f['delta']:+.3f} (p = {f['p_value']:.3g}, {mark})"
     return cell

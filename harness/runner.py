@@ -56,7 +56,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
-            limit: int | None = None, log=print, use_cache: bool = True) -> Path:
+            limit: int | None = None, log=print, use_cache: bool = True, run_benchmarks: bool = True) -> Path:
     """Run the task's strategies; return the run directory."""
     import strategies as registry
     from harness.report import write_report
@@ -81,7 +81,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     @cache
     def backend() -> Backend:
         path = resolve_model(cfg.model.name)
-        log(f"[model] loading {cfg.model.name} ({path})")
+        log(f"[model] {cfg.model.name} ({path})")
         return load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
                             threads=cfg.model.threads, use_cache=use_cache)
 
@@ -96,6 +96,8 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
             continue
         summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log)
 
+    if run_benchmarks:
+        write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log))
     env = environment.capture(backend() if backend.cache_info().currsize else None)
     write_json(run_dir / "environment.json", env)
     write_report(run_dir)
@@ -145,6 +147,32 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
     log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items, "
         f"latency p50 {summary['latency_p50_s']:.2f} s{cached}")
     return summary
+
+
+def general_benchmarks(cfg, summaries: dict[str, dict], log) -> dict[str, Any]:
+    """MMLU/HumanEval on the weights the strategies used: base (prompt, rag) and base + adapter
+    (finetune): two passes at most, each cached by lm-eval inputs. Forgetting = tuned vs base."""
+    from harness.benchmarks import forgetting, run_general_benchmarks
+
+    ok = {n: s for n, s in summaries.items() if s.get("status") == "ok"}
+    if not ok or not (cfg.benchmarks.mmlu or cfg.benchmarks.humaneval):
+        return {"weights": {}, "by_strategy": {}, "forgetting": {}, "warnings": []}
+    base_path = resolve_model(cfg.model.name)
+    by_strategy = {n: "base" for n in ok if n != "finetune"}
+    adapter = (ok.get("finetune", {}).get("fit", {}).get("details") or {}).get("adapter_dir")
+    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log)}
+    result: dict[str, Any] = {"weights": weights, "by_strategy": by_strategy, "forgetting": {}, "warnings": []}
+    if "finetune" in ok:
+        if adapter:
+            weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log)
+            by_strategy["finetune"] = "finetune"
+            result["forgetting"] = forgetting(weights["base"], weights["finetune"], cfg.benchmarks.forgetting_alpha)
+        else:
+            result["warnings"].append("finetune recorded no adapter_dir: its benchmarks were not run")
+    for name, bench in weights["base"].items():
+        if bench.get("status") == "skipped":
+            result["warnings"].append(f"{name} skipped: {bench['skipped']}")
+    return result
 
 
 def _split_record(task: Task, test: list[Example]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
     excluded = {}
     for name in ran:
         drops = [f"{bench} {f['delta']:+.3f} (p = {f['p_value']:.3g})"
-                 for bench, f in forgetting.get(name, {}).items() if f.get("significant_drop")]
+                 for bench, f in forgetting.get(name, {}).items() if f.get("status", "ok") == "ok"
+                 and f.get("significant_drop")]
         if drops:
             excluded[name] = "significant forgetting: " + ", ".join(drops)
             reasons.append(f"{name} is excluded: its weights lost significantly on {', '.join(drops)}.")
