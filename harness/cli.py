@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     regress.add_argument("--new", type=Path, help="... and the new run directory")
     regress.add_argument("--results", default="results", help="results root (default: results)")
 
-    sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
+    keys = sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
+    keys.add_argument("--write", type=Path, help="replace the table between the keys markers of this file")
     return parser
 
 
@@ -151,9 +152,19 @@ def cmd_regress(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from harness.config import config_reference
 
-    print("| key | default | meaning |\n| --- | --- | --- |")
-    for key, default, help_text in config_reference():
-        print(f"| `{key}` | `{default}` | {help_text} |")
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{key}` | `{default}` | {help_text} |" for key, default, help_text in config_reference()]
+    table = "\n".join(rows)
+    if args.write is None:
+        print(table)
+        return 0
+    text = args.write.read_text(encoding="utf-8")
+    start, end = "<!-- keys:start -->\n", "\n<!-- keys:end -->"
+    if start not in text or end not in text:
+        raise HarnessError(f"{args.write}: no <!-- keys:start --> / <!-- keys:end --> markers")
+    head, rest = text.split(start, 1)
+    args.write.write_text(head + start + table + end + rest.split(end, 1)[1], encoding="utf-8")
+    print(f"updated the key table in {args.write}")
     return 0
 
 

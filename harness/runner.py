@@ -160,11 +160,14 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log) -> dict[str, Any]:
     base_path = resolve_model(cfg.model.name)
     by_strategy = {n: "base" for n in ok if n != "finetune"}
     adapter = (ok.get("finetune", {}).get("fit", {}).get("details") or {}).get("adapter_dir")
-    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log)}
+    options: dict[str, Any] = {"threads": cfg.model.threads}
+    if cfg.model.dtype != "auto":
+        options["model_args"] = {"dtype": cfg.model.dtype}
+    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log, **options)}
     result: dict[str, Any] = {"weights": weights, "by_strategy": by_strategy, "forgetting": {}, "warnings": []}
     if "finetune" in ok:
         if adapter:
-            weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log)
+            weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options)
             by_strategy["finetune"] = "finetune"
             result["forgetting"] = forgetting(weights["base"], weights["finetune"], cfg.benchmarks.forgetting_alpha)
         else:
