@@ -3,7 +3,7 @@ and the break-even volume after which fine-tuning's one-time cost is repaid.
 
 Prices come from the task's `cost:` section (USD per machine hour; optional USD per 1,000 tokens
 for a hosted model). Times come from the run's measurements: fit seconds (training, index build)
-and the seconds of compute per answer (generation share of its batch, plus retrieval for RAG).
+and the seconds of compute per answer (its share of the generation batch, plus retrieval for RAG).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def strategy_cost(metrics: dict[str, Any], cost_cfg: dict[str, Any], serve_devic
     fit = metrics.get("fit", {})
     fit_device = fit.get("device", "cpu")
     one_time_s = float(fit.get("seconds", 0.0))
-    per_answer_s = float(metrics["compute_per_answer_s"]) + float(metrics.get("retrieval_mean_s", 0.0))
+    per_answer_s = float(metrics["compute_per_answer_s"])  # includes retrieval for rag
     per_1k_usd = per_answer_s * 1000 / 3600 * hourly_price(serve_device, cost_cfg)
     tokens = metrics["prompt_tokens_mean"] + metrics["completion_tokens_mean"]
     out = {

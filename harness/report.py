@@ -89,7 +89,7 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         "config": cfg,
         "environment": env,
         "contamination": run["split"].get("contamination", {}),
-        "latencies_s": {n: [p["latency_s"] + p.get("retrieval_s", 0.0) for p in run["items"][n]]
+        "latencies_s": {n: [p["latency_s"] for p in run["items"][n]]
                         for n in run["items"]},
     }
 
@@ -124,8 +124,8 @@ def matrix(a: dict[str, Any]) -> pd.DataFrame:
             continue
         c = m["cost"]
         latency = f"{m['latency_p50_s']:.2f} / {m['latency_p95_s']:.2f}"
-        if "retrieval_mean_s" in m:
-            latency += f" (+{m['retrieval_mean_s'] * 1000:.0f} ms retrieval)"
+        if "retrieval_p50_s" in m:
+            latency += f" (of which retrieval {m['retrieval_p50_s'] * 1000:.0f} / {m['retrieval_p95_s'] * 1000:.0f} ms)"
         rows.append({
             "strategy": name,
             "held-out score [95% CI]": f"{m['score']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]",
