@@ -36,20 +36,21 @@ class Query:
     """A system message carried by the example itself (chat format)."""
     history: tuple[tuple[str, str], ...] = ()
     """Earlier chat turns as (role, content), before the last user message."""
-    source: str | None = None
-    """Document the answer comes from, when the data names it (used for retrieval hit@k)."""
 
 
 @dataclass(frozen=True)
 class Example(Query):
     """A labeled example: a query plus its reference answer and where it came from."""
 
+    source: str | None = None
+    """Document the answer comes from, when the data names it: a label (retrieval hit@k), so it is
+    not part of the Query a strategy sees."""
     output: str = ""
     origin: str = ""
     """`file:line` of the record."""
 
     def query(self) -> Query:
-        return Query(self.id, self.instruction, self.input, self.system, self.history, self.source)
+        return Query(self.id, self.instruction, self.input, self.system, self.history)
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _parse(record: dict, fmt: str, where: str) -> Example:
     else:
         key = json.dumps([system, history, instruction, inp, output], ensure_ascii=False)
         ex_id = "h" + hashlib.sha1(key.encode()).hexdigest()[:12]
-    return Example(ex_id, instruction, inp, system, history, source, output=output, origin=where)
+    return Example(ex_id, instruction, inp, system, history, source=source, output=output, origin=where)
 
 
 def _parse_chat(messages: Any, where: str) -> tuple[str | None, tuple[tuple[str, str], ...], str, str]:

@@ -103,5 +103,5 @@ def resolve_sentence_model(name: str) -> str:
         key = name.removeprefix("embedded:")
         if key not in EMBEDDED_SENTENCE_MODELS:
             raise HarnessError(f"unknown embedded embedding model {name!r}")
-        return str(package_dir(EMBEDDED_SENTENCE_MODELS[key]))
+        return str(package_dir(EMBEDDED_SENTENCE_MODELS[key]) / "model")
     return name

@@ -75,7 +75,7 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "run_id": run_dir.name,
         "scorer": cfg["scorer"],
-        "warnings": run["split"].get("warnings", []) + bench.get("warnings", []),
+        "warnings": run["split"].get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics),
         "split": sizes,
         "strategies": {n: {**m, "cost": costs.get(n), "benchmarks": _bench_for(bench, n)}
                        for n, m in metrics.items()},
@@ -92,6 +92,16 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         "latencies_s": {n: [p["latency_s"] for p in run["items"][n]]
                         for n in run["items"]},
     }
+
+
+def _fit_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    for name, m in metrics.items():
+        skipped = ((m.get("fit") or {}).get("details") or {}).get("skipped_files")
+        if skipped:
+            out.append(f"{name}: {len(skipped)} document(s) could not be read and were skipped: "
+                       + ", ".join(str(s) for s in skipped[:10]))
+    return out
 
 
 def _bench_for(bench: dict[str, Any], strategy: str) -> dict[str, Any] | None:
@@ -193,17 +203,39 @@ def _verdict_line(v: dict[str, Any]) -> str:
     return f"Recommended: {v['choice']}" + (f" (statistically tied with {', '.join(tied)})" if tied else "")
 
 
+DETAIL_SKIP = {"shot_ids", "cache_dir", "skipped_files", "retrieval_by_source", "retrieval_by_answer"}
+
+
 def _details(a: dict[str, Any]) -> list[str]:
     """Per-strategy facts beyond the matrix: retrieval quality and index cost, training record."""
     out = []
     for name, m in a["strategies"].items():
         if m.get("status") != "ok":
             continue
+        lines = []
+        if m.get("retrieval_k"):
+            k = m["retrieval_k"]
+            src, ans = m.get("retrieval_by_source") or {}, m.get("retrieval_by_answer") or {}
+            if src.get("n"):
+                lines.append(f"- Retrieval, right source document in the top {k}: hit@{k} {src['hit_at_k']:.3f}, "
+                             f"MRR {src['mrr']:.3f} (n={src['n']})")
+            if ans.get("n"):
+                lines.append(f"- Retrieval, reference answer verbatim in a top-{k} chunk: hit@{k} "
+                             f"{ans['hit_at_k']:.3f}, MRR {ans['mrr']:.3f} (n={ans['n']})")
+            if not src.get("n") and not ans.get("n"):
+                lines.append("- Retrieval quality: no test item names its source or has its answer verbatim in a "
+                             "chunk, so hit@k is not measured")
+            lines.append(f"- Latency split per answer: retrieval p50 {m['retrieval_p50_s'] * 1000:.1f} ms / p95 "
+                         f"{m['retrieval_p95_s'] * 1000:.1f} ms; generation batch p50 {m['generation_p50_s']:.2f} s / "
+                         f"p95 {m['generation_p95_s']:.2f} s; {m.get('passages_in_prompt_mean', 0):.1f} passages "
+                         "in the prompt on average")
         fit = m.get("fit", {}).get("details", {})
-        facts = [f"{k}: {v}" for k, v in fit.items() if isinstance(v, (int, float, str)) and k != "shot_ids"]
-        facts += [f"{k}: {m[k]:.3f}" for k in ("hit_at_k", "mrr") if isinstance(m.get(k), (int, float))]
-        if facts:
-            out += [f"### {name}", ""] + [f"- {f}" for f in facts] + [""]
+        lines += [f"- {k}: {v}" for k, v in fit.items()
+                  if isinstance(v, (int, float, str)) and k not in DETAIL_SKIP]
+        if fit.get("skipped_files"):
+            lines.append(f"- skipped files: {fit['skipped_files']}")
+        if lines:
+            out += [f"### {name}", ""] + lines + [""]
     return out
 
 

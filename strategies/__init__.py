@@ -17,6 +17,8 @@ from harness.records import FitRecord, Prediction
 
 REGISTRY: dict[str, str] = {
     "prompt": "strategies.prompt:PromptStrategy",
+    "finetune": "strategies.finetune:FinetuneStrategy",
+    "rag": "strategies.rag:RagStrategy",
 }
 
 

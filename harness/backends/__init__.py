@@ -23,6 +23,10 @@ class Backend(Protocol):
         """Greedy answers to chat conversations, in input order."""
         ...
 
+    def render(self, messages: list[Message]) -> str:
+        """The prompt text the model sees for these messages (its chat template)."""
+        ...
+
     def count_tokens(self, text: str) -> int: ...
 
 

@@ -8,5 +8,5 @@ for bench.md. Sections are listed in SECTIONS; `python -m harness.bench [section
 SECTIONS: list[str] = [
     "harness.bench.generation",
     "harness.bench.lm_eval_overhead",
-    # "harness.bench.retrieval",
+    "harness.bench.retrieval",
 ]

@@ -33,6 +33,10 @@ def main(argv: list[str]) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
     results: dict = {"machine": info, "started": now.isoformat(timespec="seconds"), "sections": {}}
+    if argv and (out_dir / "bench.json").is_file():
+        # A partial run (some sections) keeps the day's other sections.
+        earlier = json.loads((out_dir / "bench.json").read_text())
+        results["sections"] = {k: v for k, v in earlier.get("sections", {}).items()}
     md = [f"# Benchmarks {now:%Y-%m-%d %H:%M} UTC", "",
           f"Machine: {info['cpu_count']} CPU cores, {info['ram_gib']} GiB RAM, {info['torch_threads']} torch "
           f"threads, device {info['device']} {info['gpu'] or ''}; torch {info['torch']}, Python {info['python']}.",
@@ -42,11 +46,12 @@ def main(argv: list[str]) -> int:
         began = time.perf_counter()
         section = importlib.import_module(name).run(info)
         section["section_wall_s"] = round(time.perf_counter() - began, 1)
-        md += [section.pop("markdown", ""), ""]
         results["sections"][name.rsplit(".", 1)[-1]] = section
         # Written after every section, so a long bench that is stopped keeps what it measured.
         (out_dir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-        (out_dir / "bench.md").write_text("\n".join(md) + "\n")
+        body = md + [f"{s.get('markdown', '')}\n\n_(section wall time {s['section_wall_s']} s)_\n"
+                     for s in results["sections"].values()]
+        (out_dir / "bench.md").write_text("\n".join(body) + "\n")
     print(f"wrote {out_dir / 'bench.md'} and bench.json", file=sys.stderr)
     return 0
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,19 @@ def list_files(docs_dir: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(docs_dir).parts))
 
 
+def source_name(path: Path, task_dir: Path) -> str:
+    """How chunks and examples name a file: relative to the task folder, or absolute when outside it."""
+    try:
+        return path.relative_to(task_dir).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
 def fingerprint(files: list[Path], task_dir: Path) -> str:
     """sha256 over every file's path and bytes: any added, removed, renamed or edited file changes it."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.relative_to(task_dir).as_posix().encode() + b"\0")
+        digest.update(source_name(path, task_dir).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
@@ -52,7 +61,7 @@ def read_documents(files: list[Path], task_dir: Path) -> tuple[list[Document], l
     documents: list[Document] = []
     skipped: list[tuple[str, str]] = []
     for path in files:
-        source = path.relative_to(task_dir).as_posix()
+        source = source_name(path, task_dir)
         reader = READERS.get(path.suffix.lower(), _read_text)
         try:
             parts = [(locator, text) for locator, text in reader(path) if text.strip()]
@@ -88,9 +97,10 @@ def _read_text(path: Path) -> Parts:
 class _VisibleText(HTMLParser):
     """Collects the text a browser shows; block elements end a line."""
 
-    HIDDEN = {"script", "style", "noscript", "template", "svg"}
-    BLOCKS = {"p", "div", "br", "li", "tr", "pre", "table", "ul", "ol", "section", "article", "header", "footer",
-              "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "title", "dd", "dt", "hr"}
+    HIDDEN: ClassVar[set[str]] = {"script", "style", "noscript", "template", "svg"}
+    BLOCKS: ClassVar[set[str]] = {"p", "div", "br", "li", "tr", "pre", "table", "ul", "ol", "section", "article",
+                                  "header", "footer", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "title",
+                                  "dd", "dt", "hr"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

