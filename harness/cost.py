@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 ONE_TIME_KEYS = ("build_s", "train_seconds")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def bless(run_dir: Path) -> Path:
         raise HarnessError(f"{run_dir}: not a completed run directory (no manifest.json)")
     path = run_dir.parent / BLESS_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run": run_dir.name, "blessed": datetime.now(timezone.utc).isoformat(
+    tmp.write_text(json.dumps({"run": run_dir.name, "blessed": datetime.now(UTC).isoformat(
         timespec="seconds")}, indent=2) + "\n")
     tmp.replace(path)
     return path
@@ -87,7 +87,8 @@ def compare_strategy(name: str, base: dict, new: dict, margins: dict) -> dict[st
     drop = float(x.mean() - y.mean())
     checks = [_check(f"{name}.score", drop > margins["allowed_score_drop"] and p < margins["alpha"],
                      f"score {x.mean():.3f} -> {y.mean():.3f} ({-drop:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], "
-                     f"{'McNemar' if binary else 'paired bootstrap'} p = {p:.3g}; margin {margins['allowed_score_drop']})")]
+                     f"{'McNemar' if binary else 'paired bootstrap'} p = {p:.3g}; "
+                     f"margin {margins['allowed_score_drop']})")]
     checks += _latency_check(name, b_items, n_items, ids, margins)
     checks += _benchmark_checks(name, base, new, margins)
     threshold = 0.5 if binary else FLIP

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from secrets import token_hex
@@ -39,7 +39,7 @@ NOT_IMPLEMENTED = "not run: this strategy is not implemented in this version of 
 
 
 def new_run_dir(root: Path, task_name: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     while True:
         path = root / task_name / f"{stamp}-{token_hex(3)}"
         try:
@@ -73,9 +73,9 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     run_dir = new_run_dir(results_root, cfg.name)
     log(f"run directory: {run_dir}")
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
-                                      "limit_test": limit, "generation_cache": use_cache, "started": datetime.now(timezone.utc).isoformat(
-                                          timespec="seconds")})
+                                      "limit_test": limit, "generation_cache": use_cache, "started": started})
     write_json(run_dir / "split.json", _split_record(task, test))
 
     @cache
@@ -103,7 +103,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     write_report(run_dir)
     write_json(run_dir / "manifest.json", {
         "task": cfg.name, "strategies": names, "test_items": len(test),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()),
     })
     return run_dir

@@ -52,8 +52,9 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
         pair = _tied(best, name, pairs)
         if pair and not pair["significant"]:
             candidates.append(name)
+            gap = metrics[best]["score"] - metrics[name]["score"]
             reasons.append(f"{name} ({metrics[name]['score']:.3f}) is statistically tied with {best} "
-                           f"({metrics[best]['score']:.3f}): difference {metrics[best]['score'] - metrics[name]['score']:+.3f}, "
+                           f"({metrics[best]['score']:.3f}): difference {gap:+.3f}, "
                            f"95% CI [{_ci(pair, best)}], Holm-adjusted p = {pair['p_holm']:.3g}.")
         elif pair:
             reasons.append(f"{best} beats {name} ({metrics[best]['score']:.3f} vs {metrics[name]['score']:.3f}, "

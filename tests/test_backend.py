@@ -1,15 +1,16 @@
 """The transformers backend on the real embedded model (SmolLM2-135M-Instruct from its GGUF)."""
 
-from harness.prompting import build_messages
 from harness.config import PromptConfig
 from harness.data import Query
+from harness.prompting import build_messages
 
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.",
              "Write the number seven as a digit, then explain what a prime number is in detail."]
 
 
 def conversations():
-    return [build_messages(Query(str(i), q), PromptConfig(system="You are a helpful assistant.")) for i, q in enumerate(QUESTIONS)]
+    prompt = PromptConfig(system="You are a helpful assistant.")
+    return [build_messages(Query(str(i), q), prompt) for i, q in enumerate(QUESTIONS)]
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(backend):

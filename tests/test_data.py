@@ -3,8 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import (Example, check_contamination, load_examples, normalize_prompt, size_warnings,
-                          split_by_hash)
+from harness.data import Example, check_contamination, load_examples, normalize_prompt, size_warnings, split_by_hash
 from harness.errors import DataError
 from harness.task import load_task
 
@@ -40,7 +39,8 @@ def test_json_array_file_reports_element_lines(tmp_path):
 
 
 @pytest.mark.parametrize("lines, fragment", [
-    ([{"instruction": "x", "output": "y"}, {"instruction": "x2", "output": 3}], ":2: field 'output': expected a string"),
+    ([{"instruction": "x", "output": "y"}, {"instruction": "x2", "output": 3}],
+     ":2: field 'output': expected a string"),
     ([{"instruction": "x", "output": "y"}, "{not json"], ":2: invalid JSON"),
     ([{"text": "<|user|>hi<|assistant|>yo"}], ":1: field 'messages'/'instruction'/'prompt': unrecognized format"),
     ([{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}],

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from harness.report import write_report
@@ -19,7 +18,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture
 def run_dir(tmp_path):
-    n = 100
     return make_run(tmp_path, {"prompt": [1.0] * 50 + [0.0] * 50, "rag": [1.0] * 80 + [0.0] * 20,
                                "finetune": [1.0] * 52 + [0.0] * 48}, fit_seconds={"rag": 12.0, "finetune": 600.0})
 

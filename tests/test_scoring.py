@@ -1,7 +1,6 @@
 import pytest
 
-from harness.scoring import (choice_letter, contains, exact_match, extract_choice, normalize, rouge_l,
-                             token_f1)
+from harness.scoring import choice_letter, contains, exact_match, extract_choice, normalize, rouge_l, token_f1
 
 
 def test_normalize_drops_case_punctuation_articles():
@@ -29,7 +28,8 @@ def test_rouge_l_known_values():
 
 
 @pytest.mark.parametrize("text, letter", [
-    ("Answer: C", "C"), ("The answer is (B)", "B"), ("I think B is right", "B"), ("I am not sure", None), ("D. Paris", "D"), ("(A) because", "A"),
+    ("Answer: C", "C"), ("The answer is (B)", "B"), ("I think B is right", "B"), ("I am not sure", None),
+    ("D. Paris", "D"), ("(A) because", "A"),
     ("I think B is right", "B"), ("no idea", None),
 ])
 def test_extract_choice(text, letter):

@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.bench import SECTIONS
@@ -28,7 +28,7 @@ def machine() -> dict:
 
 def main(argv: list[str]) -> int:
     wanted = [s if s.startswith("harness.bench.") else f"harness.bench.{s}" for s in argv] or SECTIONS
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out_dir = Path("results/bench") / now.strftime("%Y-%m-%d")
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
