@@ -229,6 +229,11 @@ def _details(a: dict[str, Any]) -> list[str]:
                          f"{m['retrieval_p95_s'] * 1000:.1f} ms; generation batch p50 {m['generation_p50_s']:.2f} s / "
                          f"p95 {m['generation_p95_s']:.2f} s; {m.get('passages_in_prompt_mean', 0):.1f} passages "
                          "in the prompt on average")
+        if name == "finetune":
+            from harness.training.summary import markdown_section
+
+            out += markdown_section(m)
+            continue
         fit = m.get("fit", {}).get("details", {})
         lines += [f"- {k}: {v}" for k, v in fit.items()
                   if isinstance(v, (int, float, str)) and k not in DETAIL_SKIP]

@@ -6,9 +6,10 @@ A strategy never sees the test split's answers: the runner hands it `Query` obje
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from harness.backends import Backend
 from harness.config import TaskConfig

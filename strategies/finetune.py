@@ -1,0 +1,174 @@
+"""The fine-tune strategy: train a LoRA adapter on the train split, answer with base model + adapter.
+
+`fit` formats the examples in the model's chat format (the `prompt` strategy's zero-shot prompt, loss on
+the answer tokens), picks the engine and precision, plans memory, then trains in a child process
+(`harness.training`) or reuses the adapter cached under the content hash of model, data and settings.
+The adapter, its loss curves and (on request) the merged model are written to this strategy's folder.
+`answer` loads the base model with the adapter and generates exactly as `prompt` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.data import Example, Query
+from harness.errors import NotRun
+from harness.models import cache_root, resolve_model
+from harness.prompting import build_messages
+from harness.records import FitRecord, Prediction
+from harness.training import formatting, planner
+from harness.training.engines import choose_engine, choose_precision
+from harness.training.launch import TrainingFailed, train_or_reuse
+from harness.training.spec import TrainSpec, cache_key
+from strategies import StrategyContext
+
+GB = 1e9
+DOC_CHUNK_TOKENS = 512
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+class FinetuneStrategy:
+    name = "finetune"
+
+    def __init__(self) -> None:
+        self.adapter_dir: Path | None = None
+
+    def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
+        began = time.perf_counter()
+        cfg, ft = ctx.config, ctx.config.finetune
+        model_path = resolve_model(cfg.model.name)
+        device = resolve_device(cfg.model.device)
+        spec, train_records, dev_records, counts = self._prepare(train, dev, ctx, model_path, device)
+        key = cache_key(spec, train_records, dev_records)
+        spec = dataclasses.replace(spec, work_dir=str(cache_root() / "finetune" / key))
+        try:
+            fit = train_or_reuse(spec, train_records, dev_records)
+        except TrainingFailed as exc:
+            raise NotRun(str(exc)) from None
+
+        out = ctx.out_dir
+        self.adapter_dir = out / "adapter"
+        shutil.copytree(Path(spec.work_dir) / "adapter", self.adapter_dir, dirs_exist_ok=True)
+        from harness.training.curves import write_curves
+
+        write_curves(fit["epochs"], fit["best_epoch"], out)
+        details: dict[str, Any] = {
+            **{k: v for k, v in fit.items() if k not in ("memory_plan", "sessions")},
+            "memory_estimate_gb": round(fit["memory_estimate_bytes"] / GB, 2),
+            "memory_peak_gb": round(fit["memory_peak_bytes"] / GB, 2),
+            "memory_plan": spec.memory_plan, "sessions": fit["sessions"],
+            "resumed_from_epoch": None if fit["cache_hit"] else fit["sessions"][-1]["resumed_from_epoch"],
+            "adapter_dir": str(self.adapter_dir), "loss_curve_files": ["loss_curve.json", "loss_curve.png"],
+            # Columnar, for the report's plot: epoch 0 is the validation loss before training.
+            "loss_curve": {key: [e[key] for e in fit["epochs"]] for key in ("epoch", "train_loss", "eval_loss")},
+            "cache_key": key, "cache_dir": spec.work_dir, **counts,
+        }
+        if ft.merge:
+            from harness.training.adapters import merge_adapter
+
+            merged = out / "merged"
+            if not merged.exists():
+                merge_adapter(model_path, self.adapter_dir, merged, self._answer_dtype(cfg, device))
+            details["merged_dir"] = str(merged)
+        return FitRecord(time.perf_counter() - began, device, details)
+
+    def _prepare(self, train: list[Example], dev: list[Example], ctx: StrategyContext, model_path: str,
+                 device: str) -> tuple[TrainSpec, list[dict[str, str]], list[dict[str, str]], dict[str, int]]:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        cfg, ft = ctx.config, ctx.config.finetune
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        config = AutoConfig.from_pretrained(model_path)
+        try:
+            eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+        except OSError:
+            eos = config.eos_token_id
+        stops = formatting.stop_tokens(tokenizer, eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+        chosen = formatting.select_examples(train, ft.max_train_examples, ft.seed)
+        chosen, dev = formatting.split_dev(chosen, dev, ft.seed)
+        train_records = formatting.build_records(chosen, cfg.prompt, tokenizer, stops)
+        dev_records = formatting.build_records(dev, cfg.prompt, tokenizer, stops)
+        eos_token = formatting.end_token(train_records, stops)
+        docs: list[dict[str, str]] = []
+        if ft.train_on_docs:
+            docs_dir = ctx.task_dir / cfg.docs
+            docs = formatting.doc_records(docs_dir, tokenizer, DOC_CHUNK_TOKENS) if docs_dir.is_dir() else []
+            if not docs:
+                raise NotRun(f"finetune.train_on_docs is set but {docs_dir} has no .md, .txt or .rst documents")
+        train_records += docs
+
+        context = int(getattr(config.get_text_config(), "max_position_embeddings", ft.max_seq_length))
+        max_len = min(ft.max_seq_length, context)
+        longest = max(len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) + 1
+                      for r in train_records + dev_records)
+        engine, why = choose_engine(ft.engine, device, config.model_type)
+        quantize, dtype = choose_precision(ft.load_in_4bit, cfg.model.dtype, device)
+        # TRL's fused LM head (CUDA) and unsloth's chunked loss never hold the full logits.
+        fused_head = device == "cuda" or engine == "unsloth"
+        memory = self._plan(model_path, ft, device, quantize, dtype, min(longest, max_len), fused_head)
+        spec = TrainSpec(
+            model_path=model_path, device=device, engine=engine, engine_why=why, load_in_4bit=quantize, dtype=dtype,
+            lora_r=ft.lora_r, lora_alpha=ft.lora_alpha, lora_dropout=ft.lora_dropout, learning_rate=ft.learning_rate,
+            epochs=ft.epochs, batch_size=ft.batch_size, warmup_steps=ft.warmup_steps, max_seq_length=max_len,
+            early_stopping_patience=ft.early_stopping_patience, seed=ft.seed, eos_token=eos_token,
+            micro_batch=memory.micro_batch, grad_accum=memory.grad_accum,
+            gradient_checkpointing=memory.checkpointing, work_dir="", memory_plan=memory.to_dict(),
+            threads=cfg.model.threads, allow_fallback=ft.engine == "auto")
+        counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
+                  "longest_sequence_tokens": longest}
+        return spec, train_records, dev_records, counts
+
+    @staticmethod
+    def _plan(model_path: str, ft: Any, device: str, quantize: bool, dtype: str, seq_len: int,
+              fused_head: bool) -> planner.MemoryPlan:
+        if ft.memory_budget_gb is not None:
+            budget = int(ft.memory_budget_gb * GB)
+        elif device == "cuda":
+            budget = int(8 * GB)
+        else:
+            import psutil
+
+            budget = int(psutil.virtual_memory().available)
+        shape = planner.model_shape(model_path, ft.lora_r)
+        try:
+            return planner.plan(shape, batch_size=ft.batch_size, seq_len=seq_len,
+                                checkpointing=ft.gradient_checkpointing, budget_bytes=budget,
+                                weight_bytes=0.516 if quantize else (2 if dtype != "float32" else 4),
+                                act_bytes=4 if dtype == "float32" else 2, device=device, fused_head=fused_head)
+        except planner.MemoryPlanError as exc:
+            raise NotRun(str(exc)) from None
+
+    @staticmethod
+    def _answer_dtype(cfg: Any, device: str) -> str:
+        """The dtype the `prompt` strategy's backend uses, so both answer with the same base weights."""
+        return cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+
+    def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
+        from harness.backends.hf import TransformersBackend
+        from harness.training.adapters import load_with_adapter
+
+        assert self.adapter_dir is not None, "fit must run before answer"
+        cfg = ctx.config
+        model_path = resolve_model(cfg.model.name)
+        device = resolve_device(cfg.model.device)
+        model, tokenizer = load_with_adapter(model_path, self.adapter_dir, self._answer_dtype(cfg, device))
+        backend = TransformersBackend(model_path, device=device, threads=cfg.model.threads, model=model,
+                                      tokenizer=tokenizer)
+        conversations = [build_messages(q, cfg.prompt, []) for q in queries]
+        generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
+                                       cfg.generation.batch_size, progress=f"{self.name}: answering")
+        return [
+            Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
+                       {"truncated": g.truncated} if g.truncated else {})
+            for q, g in zip(queries, generations)
+        ]

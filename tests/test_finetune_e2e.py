@@ -1,0 +1,202 @@
+"""`finetune` end to end on the real embedded model, real PEFT and TRL, a few CPU steps.
+
+One training (16 short examples, 3 epochs of 4 steps, engine `auto` = unsloth's CPU fallback) serves
+most tests of the module: it is killed with SIGKILL after epoch 1, resumed by the next `fit`, then
+reused from the cache. The last test trains the `peft` engine with documents as plain text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import NotRun
+from tests.conftest import ASSETS, ROOT
+
+pytestmark = pytest.mark.slow
+
+FINETUNE_YAML = """
+finetune:
+  max_train_examples: 16
+  epochs: 3
+  batch_size: 4
+  warmup_steps: 0
+  learning_rate: 0.001
+  early_stopping_patience: 3
+  merge: true
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private FTRAG_CACHE that shares the converted model with the real cache."""
+    from harness.models import cache_root, resolve_model
+
+    resolve_model("embedded:smollm2-135m-instruct")
+    root = tmp_path_factory.mktemp("cache")
+    (root / "models").symlink_to(cache_root() / "models")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FTRAG_CACHE", str(root))
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    import shutil
+
+    from harness.task import load_task
+
+    folder = Path(shutil.copytree(ASSETS / "tasks" / "tiny", tmp_path_factory.mktemp("task") / "tiny"))
+    (folder / "task.yaml").write_text((folder / "task.yaml").read_text() + FINETUNE_YAML)
+    return load_task(str(folder))
+
+
+def fit(task, out: Path):
+    from strategies import StrategyContext
+    from strategies.finetune import FinetuneStrategy
+
+    out.mkdir(parents=True)
+    ctx = StrategyContext(task.config, task.folder, out, lambda: None)
+    strategy = FinetuneStrategy()
+    return strategy, ctx, strategy.fit(task.data.train, task.data.dev, ctx)
+
+
+def kill_worker_after_epoch_1(cache: Path, stop: threading.Event) -> None:
+    """SIGKILL the training process as soon as epoch 1's checkpoint is complete."""
+    import psutil
+
+    from harness.training.resume import checkpoint_state
+
+    while not stop.is_set():
+        for state in cache.glob("finetune/*/checkpoints/checkpoint-*/trainer_state.json"):
+            if checkpoint_state(state.parent) is None:
+                continue  # still being written
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "harness.training.worker" in " ".join(p.cmdline())]
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                return
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def trained(cache, task, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_worker_after_epoch_1, args=(cache, stop))
+    killer.start()
+    try:
+        with pytest.raises(NotRun) as killed:
+            fit(task, runs / "killed")
+    finally:
+        stop.set()
+        killer.join()
+    (work,) = (cache / "finetune").iterdir()
+    checkpoints = sorted((work / "checkpoints").glob("checkpoint-*"))
+    states = [json.loads((c / "trainer_state.json").read_text()) for c in checkpoints]
+    strategy, ctx, record = fit(task, runs / "resumed")
+    return {"killed": str(killed.value), "states": states, "work": work, "strategy": strategy, "ctx": ctx,
+            "record": record, "runs": runs}
+
+
+def test_a_killed_training_resumes_at_epoch_2(trained):
+    assert trained["killed"] == "training was killed by SIGKILL (epoch 1 is checkpointed; the next run resumes there)"
+    assert [(s["epoch"], s["global_step"]) for s in trained["states"]] == [(1.0, 4)]  # nothing past epoch 1 kept
+    details = trained["record"].details
+    assert details["resumed_from_epoch"] == 1 and details["sessions"][-1]["resumed_from_step"] == 4
+    assert details["sessions"][-1]["steps"] == 8 and details["steps"] == 12 and details["epochs_run"] == 3
+    assert [e["epoch"] for e in details["epochs"]] == [0, 1, 2, 3]  # epoch 0: validation loss before training
+
+
+def test_loss_falls_and_the_fit_record_has_the_facts(trained):
+    details = trained["record"].details
+    epochs = {e["epoch"]: e for e in details["epochs"]}
+    assert epochs[3]["train_loss"] < epochs[1]["train_loss"] / 2
+    assert epochs[details["best_epoch"]]["eval_loss"] < epochs[0]["eval_loss"] / 2
+    assert details["best_eval_loss"] == pytest.approx(min(e["eval_loss"] for e in details["epochs"]), abs=1e-4)
+    assert details["engine"] == "unsloth" and details["precision"] == "float32 LoRA"  # auto: unsloth's CPU fallback
+    assert "CPU fallback" in details["engine_why"]
+    assert details["trainable_params"] == 4_884_480 and details["trainable_percent"] == pytest.approx(3.504, abs=1e-3)
+    assert details["memory_estimate_bytes"] > 5e8 and details["memory_peak_bytes"] > 5e8
+    assert details["tokens_per_s"] > 0 and details["train_seconds"] > 0 and not details["cache_hit"]
+    out = trained["ctx"].out_dir
+    assert Path(details["adapter_dir"]) == out / "adapter" and (out / "adapter" / "adapter_model.safetensors").is_file()
+    curve = json.loads((out / "loss_curve.json").read_text())
+    assert curve["epochs"] == details["epochs"] and (out / "loss_curve.png").stat().st_size > 5000
+
+
+def test_adapter_and_merged_model_give_the_same_greedy_answers(trained, task):
+    from harness.backends.hf import TransformersBackend
+    from harness.models import resolve_model
+    from harness.prompting import build_messages
+    from harness.training.adapters import load_with_adapter
+
+    path = resolve_model(task.config.model.name)
+    model, tokenizer = load_with_adapter(path, Path(trained["record"].details["adapter_dir"]), "float32")
+    with_adapter = TransformersBackend(path, model=model, tokenizer=tokenizer)
+    merged = TransformersBackend(trained["record"].details["merged_dir"])
+    from harness.training.formatting import select_examples, split_dev
+
+    trained_on, _ = split_dev(select_examples(task.data.train, 16, 0), task.data.dev, 0)
+    examples = trained_on[:1] + task.data.test[:3]
+    conversations = [build_messages(e, task.config.prompt, []) for e in examples]
+    first = [g.text for g in with_adapter.generate(conversations, 24, ["\n"], 4)]
+    assert first == [g.text for g in merged.generate(conversations, 24, ["\n"], 4)]
+    assert first[0] == examples[0].output  # memorized
+
+
+def test_a_rerun_reuses_the_adapter_and_answers_every_query(trained, task):
+    strategy, ctx, record = fit(task, trained["runs"] / "again")
+    assert record.details["cache_hit"] and record.details["resumed_from_epoch"] is None
+    assert len(record.details["sessions"]) == 1  # no new training session: the killed one never finished
+    assert record.details["epochs"] == trained["record"].details["epochs"]
+    assert (ctx.out_dir / "adapter" / "adapter_model.safetensors").is_file()
+    queries = [e.query() for e in task.data.test[:4]]
+    predictions = strategy.answer(queries, ctx)
+    assert [p.id for p in predictions] == [q.id for q in queries] and all(p.completion_tokens > 0 for p in predictions)
+
+
+def test_compare_shows_finetune_with_its_fit_record(trained, task, tmp_path):
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(task.folder), "--strategies", "finetune",
+                           "--limit", "4", "--results", str(results)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (results / "tiny").iterdir()
+    metrics = json.loads((run_dir / "finetune" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["n"] == 4 and metrics["fit"]["details"]["cache_hit"]
+    assert (run_dir / "finetune" / "adapter" / "adapter_config.json").is_file()
+    assert (run_dir / "finetune" / "loss_curve.png").is_file()
+
+
+def test_peft_engine_trains_with_documents_as_plain_text(cache, tmp_path):
+    import math
+    import shutil
+
+    from harness.task import load_task
+
+    folder = Path(shutil.copytree(ASSETS / "tasks" / "tiny", tmp_path / "tiny"))
+    (folder / "task.yaml").write_text((folder / "task.yaml").read_text() + "\nfinetune:\n  engine: peft\n"
+                                      "  max_train_examples: 8\n  epochs: 1\n  warmup_steps: 0\n"
+                                      "  train_on_docs: true\n")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "signatures.md").write_text("# Signatures\n\nA signature lists parameter names in order.\n\n"
+                                                   "Defaults follow an equals sign; stars mark variadic parameters.\n")
+    _, ctx, record = fit(load_task(str(folder)), tmp_path / "out")
+    details = record.details
+    assert (details["engine"], details["engine_why"], details["precision"]) == (
+        "peft", "set by finetune.engine", "float32 LoRA")
+    assert details["doc_records"] == 1 and details["train_examples"] == 8
+    assert details["trainable_params"] == 4_884_480 and details["steps"] == 3  # (8 examples + 1 document) / 4
+    assert all(math.isfinite(e["eval_loss"]) for e in details["epochs"])
+    assert (ctx.out_dir / "adapter" / "adapter_model.safetensors").is_file()
