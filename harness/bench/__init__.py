@@ -9,4 +9,5 @@ SECTIONS: list[str] = [
     "harness.bench.generation",
     "harness.bench.lm_eval_overhead",
     "harness.bench.retrieval",
+    "harness.bench.training",
 ]

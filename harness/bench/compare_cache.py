@@ -61,7 +61,8 @@ def run(machine: dict) -> dict[str, Any]:
     md = "\n".join([
         "## compare: cold vs warm caches", "",
         f"stdlib_qa reduced to {OVERRIDES['data']['limit_test']} test items, prompt + rag + finetune "
-        f"(1 epoch on {OVERRIDES['finetune']['max_train_examples']} examples), MMLU {OVERRIDES['benchmarks']['mmlu_limit']} "
+        f"(1 epoch on {OVERRIDES['finetune']['max_train_examples']} examples), "
+        f"MMLU {OVERRIDES['benchmarks']['mmlu_limit']} "
         "items; cold = empty cache directory (model conversion, index, adapter, generations, benchmarks).", "",
         "| run | wall time (s) |", "| --- | --- |", f"| cold | {cold:.1f} |", f"| warm | {warm:.1f} |", "",
         f"warm / cold: **{ratio:.1%}** (goal <= 5%)"])
