@@ -6,6 +6,7 @@ for bench.md. Sections are listed in SECTIONS; `python -m harness.bench [section
 """
 
 SECTIONS: list[str] = [
+    "harness.bench.compare_cache",
     "harness.bench.generation",
     "harness.bench.lm_eval_overhead",
     "harness.bench.retrieval",
