@@ -229,7 +229,7 @@ def _details(a: dict[str, Any]) -> list[str]:
                          f"{m['retrieval_p95_s'] * 1000:.1f} ms; generation batch p50 {m['generation_p50_s']:.2f} s / "
                          f"p95 {m['generation_p95_s']:.2f} s; {m.get('passages_in_prompt_mean', 0):.1f} passages "
                          "in the prompt on average")
-        if name == "finetune":
+        if name == "finetune" and (m.get("fit") or {}).get("details", {}).get("engine"):
             from harness.training.summary import markdown_section
 
             out += markdown_section(m)
