@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.data import Example, Query
 from harness.errors import NotRun
+from harness.gencache import fingerprint_dir
 from harness.models import cache_root, resolve_model
 from harness.prompting import build_messages
 from harness.records import FitRecord, Prediction
@@ -25,6 +26,7 @@ from harness.training.engines import choose_engine, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
 from harness.training.spec import TrainSpec, cache_key
 from strategies import StrategyContext
+from strategies.prompt import generation_flags
 
 GB = 1e9
 DOC_CHUNK_TOKENS = 512
@@ -41,6 +43,7 @@ class FinetuneStrategy:
 
     def __init__(self) -> None:
         self.adapter_dir: Path | None = None
+        self.key = ""
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
         began = time.perf_counter()
@@ -48,7 +51,7 @@ class FinetuneStrategy:
         model_path = resolve_model(cfg.model.name)
         device = resolve_device(cfg.model.device)
         spec, train_records, dev_records, counts = self._prepare(train, dev, ctx, model_path, device)
-        key = cache_key(spec, train_records, dev_records)
+        key = self.key = cache_key(spec, train_records, dev_records)
         spec = dataclasses.replace(spec, work_dir=str(cache_root() / "finetune" / key))
         try:
             fit = train_or_reuse(spec, train_records, dev_records)
@@ -162,13 +165,14 @@ class FinetuneStrategy:
         model_path = resolve_model(cfg.model.name)
         device = resolve_device(cfg.model.device)
         model, tokenizer = load_with_adapter(model_path, self.adapter_dir, self._answer_dtype(cfg, device))
+        # The adapter's training cache key names these weights in the generation cache.
         backend = TransformersBackend(model_path, device=device, threads=cfg.model.threads, model=model,
-                                      tokenizer=tokenizer)
+                                      tokenizer=tokenizer, cache_id=f"{fingerprint_dir(model_path)}+adapter:{self.key}")
         conversations = [build_messages(q, cfg.prompt, []) for q in queries]
         generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                        cfg.generation.batch_size, progress=f"{self.name}: answering")
         return [
             Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
-                       {"truncated": g.truncated} if g.truncated else {})
+                       generation_flags(g))
             for q, g in zip(queries, generations)
         ]

@@ -29,3 +29,15 @@ def test_usage_counts_and_stop_strings(backend):
     assert "prime" in long.text and "prime" not in cut.text
     assert long.text.startswith(cut.text)
     assert cut.prompt_tokens == backend.count_tokens(backend.render(conversations()[2]))
+
+
+def test_preloaded_weights_never_share_the_base_models_generation_cache(backend):
+    from harness.backends.hf import TransformersBackend
+
+    # base + adapter passed as a preloaded model must not be served the base model's cached answers
+    unnamed = TransformersBackend(backend.model_path, model=backend.model, tokenizer=backend.tokenizer)
+    assert unnamed.cache is None
+    named = TransformersBackend(backend.model_path, model=backend.model, tokenizer=backend.tokenizer,
+                                cache_id="base+adapter:abc")
+    assert named.cache is not None
+    assert named.cache.path != TransformersBackend(backend.model_path).cache.path

@@ -46,6 +46,10 @@ class TransformersBackend:
             self._prepare(model)
         config = model.config if model is not None else AutoConfig.from_pretrained(model_path)
         self.context_length = int(getattr(config, "max_position_embeddings", 2048))
+        # A preloaded model (e.g. base + adapter) is not what model_path holds: without a cache_id
+        # naming it, caching would serve the base model's answers for it.
+        if model is not None and cache_id is None:
+            use_cache = False
         identity = f"{cache_id or fingerprint_dir(model_path)}:{self.dtype}:{self.device}"
         self.cache = GenerationCache(cache_root(), identity) if use_cache else None
 
