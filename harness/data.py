@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import string
 from collections import Counter
 from collections.abc import Iterator
@@ -267,6 +266,3 @@ def size_warnings(n_train: int) -> list[str]:
         return [f"only {n_train} training examples: below the recommended minimum of {MIN_RECOMMENDED_TRAIN}"]
     return []
 
-
-def token_words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from harness.records import Prediction
+from harness.scoring import BINARY
 
 
 def bootstrap_ci(scores: list[float], seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
@@ -32,7 +33,7 @@ def summarize(scores: list[float], predictions: list[Prediction], scorer: str, s
         "score": float(np.mean(scores)),
         "ci_low": low,
         "ci_high": high,
-        "binary": scorer in {"exact_match", "choice_letter", "contains"},
+        "binary": scorer in BINARY,
         "latency_p50_s": float(np.percentile(latency, 50)),
         "latency_p95_s": float(np.percentile(latency, 95)),
         "compute_per_answer_s": float(compute.mean()),

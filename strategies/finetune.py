@@ -26,7 +26,7 @@ from harness.training.engines import choose_engine, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
 from harness.training.spec import TrainSpec, cache_key
 from strategies import StrategyContext
-from strategies.prompt import generation_flags
+from strategies.prompt import to_predictions
 
 GB = 1e9
 DOC_CHUNK_TOKENS = 512
@@ -171,8 +171,4 @@ class FinetuneStrategy:
         conversations = [build_messages(q, cfg.prompt, []) for q in queries]
         generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                        cfg.generation.batch_size, progress=f"{self.name}: answering")
-        return [
-            Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
-                       generation_flags(g))
-            for q, g in zip(queries, generations)
-        ]
+        return to_predictions(queries, generations)

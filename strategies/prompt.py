@@ -16,6 +16,15 @@ def generation_flags(g: Generation) -> dict[str, bool]:
     return {k: True for k in ("truncated", "cached") if getattr(g, k)}
 
 
+def to_predictions(queries: list[Query], generations: list[Generation]) -> list[Prediction]:
+    """One Prediction per query; compute_s is the answer's share of its generation batch."""
+    return [
+        Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
+                   generation_flags(g))
+        for q, g in zip(queries, generations)
+    ]
+
+
 class PromptStrategy:
     name = "prompt"
 
@@ -36,8 +45,4 @@ class PromptStrategy:
         backend = ctx.backend()
         generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                        cfg.generation.batch_size, progress=f"{self.name}: answering")
-        return [
-            Prediction(q.id, g.text, g.prompt_tokens, g.completion_tokens, g.latency_s, g.latency_s / g.batch_size,
-                       generation_flags(g))
-            for q, g in zip(queries, generations)
-        ]
+        return to_predictions(queries, generations)
