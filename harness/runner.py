@@ -19,6 +19,8 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -29,6 +31,7 @@ from harness import environment
 from harness.backends import Backend, load_backend
 from harness.data import Example
 from harness.errors import NotRun
+from harness.gencache import fingerprint_dir
 from harness.metrics import summarize
 from harness.models import resolve_model
 from harness.scoring import SCORERS
@@ -97,7 +100,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
         summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log)
 
     if run_benchmarks:
-        write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log))
+        write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend))
     env = environment.capture(backend() if backend.cache_info().currsize else None)
     write_json(run_dir / "environment.json", env)
     write_report(run_dir)
@@ -149,9 +152,13 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
     return summary
 
 
-def general_benchmarks(cfg, summaries: dict[str, dict], log) -> dict[str, Any]:
+def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None
+                       ) -> dict[str, Any]:
     """MMLU/HumanEval on the weights the strategies used: base (prompt, rag) and base + adapter
-    (finetune): two passes at most, each cached by lm-eval inputs. Forgetting = tuned vs base."""
+    (finetune): two passes at most, each cached by lm-eval inputs. Forgetting = tuned vs base.
+
+    With `backend` (the run's shared transformers model), lm-eval scores the weights already in
+    memory, the adapter attached for the finetune pass, instead of loading the model again."""
     from harness.benchmarks import forgetting, run_general_benchmarks
 
     ok = {n: s for n, s in summaries.items() if s.get("status") == "ok"}
@@ -163,11 +170,20 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log) -> dict[str, Any]:
     options: dict[str, Any] = {"threads": cfg.model.threads}
     if cfg.model.dtype != "auto":
         options["model_args"] = {"dtype": cfg.model.dtype}
-    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log, **options)}
+    shared = backend() if backend is not None and cfg.model.backend == "transformers" else None
+    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log, **options,
+                                              preloaded=(lambda: shared.model) if shared else None)}
     result: dict[str, Any] = {"weights": weights, "by_strategy": by_strategy, "forgetting": {}, "warnings": []}
     if "finetune" in ok:
         if adapter:
-            weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options)
+            with ExitStack() as stack:
+                preloaded = None
+                if shared:
+                    key = ok["finetune"]["fit"]["details"].get("cache_key", adapter)
+                    tuned = stack.enter_context(shared.adapter(adapter, f"{fingerprint_dir(base_path)}+adapter:{key}"))
+                    preloaded = lambda: tuned.model  # noqa: E731
+                weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options,
+                                                             preloaded=preloaded)
             by_strategy["finetune"] = "finetune"
             result["forgetting"] = forgetting(weights["base"], weights["finetune"], cfg.benchmarks.forgetting_alpha)
         else:

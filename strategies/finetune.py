@@ -4,7 +4,7 @@
 the answer tokens), picks the engine and precision, plans memory, then trains in a child process
 (`harness.training`) or reuses the adapter cached under the content hash of model, data and settings.
 The adapter, its loss curves and (on request) the merged model are written to this strategy's folder.
-`answer` loads the base model with the adapter and generates exactly as `prompt` does.
+`answer` attaches the adapter to the run's shared base model and generates exactly as `prompt` does.
 """
 
 from __future__ import annotations
@@ -126,10 +126,25 @@ class FinetuneStrategy:
             early_stopping_patience=ft.early_stopping_patience, seed=ft.seed, eos_token=eos_token,
             micro_batch=memory.micro_batch, grad_accum=memory.grad_accum,
             gradient_checkpointing=memory.checkpointing, work_dir="", memory_plan=memory.to_dict(),
-            threads=cfg.model.threads, allow_fallback=ft.engine == "auto")
+            threads=cfg.model.threads, allow_fallback=ft.engine == "auto",
+            padding_free=self._padding_free(ft.padding_free, engine, longest <= max_len))
         counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
                   "longest_sequence_tokens": longest}
         return spec, train_records, dev_records, counts
+
+    @staticmethod
+    def _padding_free(setting: str, engine: str, fits: bool) -> bool | None:
+        """TRL's padding_free for `finetune.padding_free`; None leaves the choice to unsloth's own rule.
+
+        Never when a record is longer than max_seq_length (padding-free rows are not truncated). auto is
+        off for peft: on the demo data (5-10% padding), flattening cost more in dense attention than it
+        saved, 0.95x tokens/s on CPU (`make bench`), and sdpa on CUDA loses its causal fast path too.
+        """
+        if not fits or setting == "no":
+            return False
+        if setting == "yes":
+            return True
+        return None if engine == "unsloth" else False
 
     @staticmethod
     def _plan(model_path: str, ft: Any, device: str, quantize: bool, dtype: str, seq_len: int,
@@ -157,18 +172,14 @@ class FinetuneStrategy:
         return cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
 
     def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
-        from harness.backends.hf import TransformersBackend
-        from harness.training.adapters import load_with_adapter
-
+        """The run's shared base model with the adapter attached for the duration (no second copy)."""
         assert self.adapter_dir is not None, "fit must run before answer"
         cfg = ctx.config
-        model_path = resolve_model(cfg.model.name)
-        device = resolve_device(cfg.model.device)
-        model, tokenizer = load_with_adapter(model_path, self.adapter_dir, self._answer_dtype(cfg, device))
+        base = ctx.backend()
         # The adapter's training cache key names these weights in the generation cache.
-        backend = TransformersBackend(model_path, device=device, threads=cfg.model.threads, model=model,
-                                      tokenizer=tokenizer, cache_id=f"{fingerprint_dir(model_path)}+adapter:{self.key}")
+        cache_id = f"{fingerprint_dir(base.model_path)}+adapter:{self.key}"
         conversations = [build_messages(q, cfg.prompt, []) for q in queries]
-        generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
-                                       cfg.generation.batch_size, progress=f"{self.name}: answering")
+        with base.adapter(str(self.adapter_dir), cache_id) as tuned:
+            generations = tuned.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
+                                         cfg.generation.batch_size, progress=f"{self.name}: answering")
         return to_predictions(queries, generations)

@@ -41,3 +41,14 @@ def test_preloaded_weights_never_share_the_base_models_generation_cache(backend)
                                 cache_id="base+adapter:abc")
     assert named.cache is not None
     assert named.cache.path != TransformersBackend(backend.model_path).cache.path
+
+
+def test_the_converted_tokenizer_ends_turns_with_the_models_end_token(backend):
+    from transformers import GenerationConfig
+
+    # The GGUF loader said eos '<|im_start|>' (id 1); TRL appended it to every training example.
+    tokenizer = backend.tokenizer
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.eos_token_id == GenerationConfig.from_pretrained(backend.model_path).eos_token_id == 2
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).rstrip().endswith(
+        tokenizer.eos_token)

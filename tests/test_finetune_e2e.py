@@ -59,11 +59,16 @@ def task(tmp_path_factory):
 
 
 def fit(task, out: Path):
+    from functools import cache
+
+    from harness.backends.hf import TransformersBackend
+    from harness.models import resolve_model
     from strategies import StrategyContext
     from strategies.finetune import FinetuneStrategy
 
     out.mkdir(parents=True)
-    ctx = StrategyContext(task.config, task.folder, out, lambda: None)
+    shared = cache(lambda: TransformersBackend(resolve_model(task.config.model.name), use_cache=False))
+    ctx = StrategyContext(task.config, task.folder, out, shared)
     strategy = FinetuneStrategy()
     return strategy, ctx, strategy.fit(task.data.train, task.data.dev, ctx)
 
@@ -136,20 +141,24 @@ def test_adapter_and_merged_model_give_the_same_greedy_answers(trained, task):
     from harness.backends.hf import TransformersBackend
     from harness.models import resolve_model
     from harness.prompting import build_messages
-    from harness.training.adapters import load_with_adapter
-
-    path = resolve_model(task.config.model.name)
-    model, tokenizer = load_with_adapter(path, Path(trained["record"].details["adapter_dir"]), "float32")
-    with_adapter = TransformersBackend(path, model=model, tokenizer=tokenizer)
-    merged = TransformersBackend(trained["record"].details["merged_dir"])
     from harness.training.formatting import select_examples, split_dev
 
+    path = resolve_model(task.config.model.name)
+    base = TransformersBackend(path, use_cache=False)
+    merged = TransformersBackend(trained["record"].details["merged_dir"], use_cache=False)
     trained_on, _ = split_dev(select_examples(task.data.train, 16, 0), task.data.dev, 0)
     examples = trained_on[:1] + task.data.test[:3]
     conversations = [build_messages(e, task.config.prompt, []) for e in examples]
-    first = [g.text for g in with_adapter.generate(conversations, 24, ["\n"], 4)]
+    before = [g.text for g in base.generate(conversations, 24, ["\n"], 4)]
+    weights = base.model
+    with base.adapter(trained["record"].details["adapter_dir"], "test+adapter") as tuned:
+        first = [g.text for g in tuned.generate(conversations, 24, ["\n"], 4)]
+        assert tuned.model.base_model.model is weights  # the adapter sits on the base backend's model
     assert first == [g.text for g in merged.generate(conversations, 24, ["\n"], 4)]
-    assert first[0] == examples[0].output  # memorized
+    assert first[0] == examples[0].output and before[0] != first[0]  # memorized by the adapter only
+    # Detached again: the same model object, no LoRA layer left, the base model's answers.
+    assert base.model is weights and not any("lora" in name for name, _ in weights.named_modules())
+    assert [g.text for g in base.generate(conversations, 24, ["\n"], 4)] == before
 
 
 def test_a_rerun_reuses_the_adapter_and_answers_every_query(trained, task):

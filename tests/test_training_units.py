@@ -180,6 +180,35 @@ def test_cache_key_follows_what_changes_the_adapter_only():
     assert key != cache_key(spec(engine="unsloth"), train, dev)
     assert key != cache_key(spec(), train + [{"prompt": "x", "completion": "y"}], dev)
     assert key != cache_key(spec(), train, [])
+    assert key != cache_key(spec(padding_free=True), train, dev)  # other dropout masks, another adapter
+
+
+def test_padding_free_batches_give_the_models_padded_logits(tokenizer):
+    """TRL's padding-free collator flattens a batch into one row, told apart by position ids only; TRL
+    warns that attention other than flash-attention may mix the examples. transformers masks the packed
+    row per sequence when no KV cache is in use (as in training: the engines load with use_cache off):
+    the logits of every real token equal the padded batch's."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from harness.models import resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("embedded:smollm2-135m-instruct"),
+                                                 dtype=torch.float32).eval()
+    texts = ["def f(a, b=1): pass", "List the names of the parameters of this function, in order, please.", "x"]
+    examples = [{"input_ids": tokenizer(t)["input_ids"]} for t in texts]
+    padded = DataCollatorForLanguageModeling(pad_token_id=2)(examples)
+    flat = DataCollatorForLanguageModeling(pad_token_id=2, padding_free=True)(examples)
+    assert flat["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples)) and "attention_mask" not in flat
+    with torch.no_grad():
+        by_padding = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+        by_position = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits[0]
+    start = 0
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        assert torch.allclose(by_padding[row, :n], by_position[start:start + n], atol=1e-4), f"example {row}"
+        start += n
 
 
 def test_resume_point_is_the_last_complete_checkpoint(tmp_path):
@@ -193,6 +222,37 @@ def test_resume_point_is_the_last_complete_checkpoint(tmp_path):
     assert resume.resume_point(tmp_path) == tmp_path / "checkpoint-8"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-8"]
     assert resume.resume_point(tmp_path / "missing") is None
+
+
+def test_loss_on_labeled_positions_only_equals_the_models_own_loss_and_gradients(tokenizer):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import resolve_model
+    from harness.training.engines import labeled_positions_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("embedded:smollm2-135m-instruct"), dtype=torch.float32)
+    model.config.use_cache = False
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    ids = tokenizer(["List the names: f(a, b)", "Q: x? A: y z w"], padding=True, return_tensors="pt")
+    labels = ids["input_ids"].clone()
+    labels[:, :5] = -100  # the prompt
+    labels[ids["attention_mask"] == 0] = -100
+    inputs = {**ids, "labels": labels}
+    lora = [p for n, p in model.named_parameters() if "lora_A" in n][0]
+
+    def loss_and_grad(loss_fn):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss.detach(), lora.grad.clone()
+
+    for items in (None, torch.tensor(7)):
+        ours, our_grad = loss_and_grad(lambda: labeled_positions_loss(model, inputs, items))
+        theirs, their_grad = loss_and_grad(lambda: model(**inputs, num_items_in_batch=items).loss)
+        assert torch.allclose(ours, theirs, atol=1e-5) and torch.allclose(our_grad, their_grad, atol=1e-5)
 
 
 def test_4bit_layers_keep_their_gradient_after_an_evaluation_forward():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from harness.records import Generation, Message
@@ -28,6 +29,11 @@ class Backend(Protocol):
         ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def adapter(self, adapter_dir: str, cache_id: str) -> AbstractContextManager[Backend]:
+        """The same weights with a PEFT adapter attached for the block's duration (finetune answers
+        with it); `cache_id` names base + adapter in the generation cache."""
+        ...
 
 
 def load_backend(name: str, model_path: str, **options: object) -> Backend:

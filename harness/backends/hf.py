@@ -7,8 +7,11 @@ weights load only when something has to be generated.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from harness.records import Generation, Message
 
@@ -52,9 +55,37 @@ class TransformersBackend:
             use_cache = False
         identity = f"{cache_id or fingerprint_dir(model_path)}:{self.dtype}:{self.device}"
         self.cache = GenerationCache(cache_root(), identity) if use_cache else None
+        self._base: TransformersBackend | None = None  # set on adapter views: the backend that owns the weights
+        self._adapter_dir: str | None = None
+
+    @contextmanager
+    def adapter(self, adapter_dir: str, cache_id: str) -> Iterator[TransformersBackend]:
+        """This backend's weights with a PEFT adapter on top, as a backend of its own, without a second
+        copy of the base model; the adapter is taken off again when the block ends.
+
+        The adapter attaches on the first generation that misses the cache (`cache_id` names base +
+        adapter there), so an all-cached answer loads nothing.
+        """
+        view = copy.copy(self)
+        view._model, view._base, view._adapter_dir = None, self, adapter_dir
+        if self.cache is not None:
+            from harness.gencache import GenerationCache
+            from harness.models import cache_root
+
+            view.cache = GenerationCache(cache_root(), f"{cache_id}:{self.dtype}:{self.device}")
+        try:
+            yield view
+        finally:
+            if view._model is not None:
+                view._model.unload()  # removes the LoRA layers in place: the base model is as it was
+                view._model = None
 
     @property
     def model(self):
+        if self._model is None and self._base is not None:
+            from peft import PeftModel
+
+            self._model = PeftModel.from_pretrained(self._base.model, self._adapter_dir).eval()
         if self._model is None:
             import torch
             from transformers import AutoModelForCausalLM

@@ -31,7 +31,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 MATMUL_N = 2048
 MATMUL_RUNS = 10
 CHILD_TIMEOUT_S = 600
-MODES = ("harness_peft", "harness_unsloth", "bare_trl")
+MODES = ("harness_peft", "harness_peft_padding_free", "harness_unsloth", "bare_trl")
 
 
 # --- parent side ---------------------------------------------------------------------------------
@@ -103,13 +103,16 @@ def run(machine: dict) -> dict[str, Any]:
             result[f"{mode}_mfu_ratio"] = m["mfu_ratio"]
         if mode != "bare_trl" and "tokens_per_s" in bare:
             result[f"{mode}_vs_bare_trl_ratio"] = m["tokens_per_s"] / bare["tokens_per_s"]
+    if "tokens_per_s" in measured["harness_peft"] and "tokens_per_s" in measured["harness_peft_padding_free"]:
+        result["padding_free_over_padded_ratio"] = (measured["harness_peft_padding_free"]["tokens_per_s"]
+                                                    / measured["harness_peft"]["tokens_per_s"])
     result["markdown"] = _markdown(result, measured, peak)
     return result
 
 
 def _markdown(result: dict[str, Any], measured: dict[str, dict[str, Any]], peak: dict[str, Any]) -> str:
-    labels = {"harness_peft": "harness, `peft` engine", "harness_unsloth": "harness, `unsloth` engine (CPU fallback)",
-              "bare_trl": "bare TRL + PEFT"}
+    labels = {"harness_peft": "harness, `peft` engine", "harness_peft_padding_free": "harness, `peft`, padding-free",
+              "harness_unsloth": "harness, `unsloth` engine (CPU fallback)", "bare_trl": "bare TRL + PEFT"}
     lines = ["## Fine-tune speed", "",
              f"SmolLM2-135M-Instruct, float32, LoRA r={LORA['r']} alpha={LORA['alpha']} dropout {LORA['dropout']} "
              f"on {', '.join(TARGETS)}; lr {LEARNING_RATE}, batch {BATCH}, no gradient checkpointing; the first "
@@ -118,25 +121,34 @@ def _markdown(result: dict[str, Any], measured: dict[str, dict[str, Any]], peak:
              f"after {WARMUP_STEPS} warm-up steps, each run in its own process, {result['torch_threads']} torch "
              "threads. "
              "Tokens are the non-padding tokens of each step's batch (TRL's `num_input_tokens_seen`).", "",
-             "| run | s/step | tokens/s | vs bare TRL | train FLOP/s | MFU | loss step 1 | peak RSS GB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| run | batches | s/step | tokens/s | vs bare TRL | train FLOP/s | MFU | loss step 1 | peak RSS GB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode, m in measured.items():
         if "tokens_per_s" not in m:
-            lines.append(f"| {labels[mode]} | not run: {m.get('skipped')} | | | | | | |")
+            lines.append(f"| {labels[mode]} | not run: {m.get('skipped')} | | | | | | | |")
             continue
         ratio = result.get(f"{mode}_vs_bare_trl_ratio")
         vs_bare = f"{ratio:.2f}x" if ratio else "-"
         mfu = f"{m['mfu_ratio']:.1%}" if "mfu_ratio" in m else "-"
-        lines.append(f"| {labels[mode]} | {m['seconds_per_step_s']:.2f} | {m['tokens_per_s']:.1f} | {vs_bare} | "
+        batches = "padding-free" if m.get("padding_free") else "padded"
+        lines.append(f"| {labels[mode]} | {batches} | {m['seconds_per_step_s']:.2f} | {m['tokens_per_s']:.1f} | "
+                     f"{vs_bare} | "
                      f"{m['train_flops_per_s'] / 1e9:.1f} G | {mfu} | {m['first_step_loss_nats']:.3f} | "
                      f"{m['peak_rss_bytes'] / 1e9:.2f} |")
+    if "padding_free_over_padded_ratio" in result:
+        lines += ["", "Padding-free over padded batches (harness, `peft`): "
+                      f"**{result['padding_free_over_padded_ratio']:.2f}x** tokens/s (the same examples and steps; "
+                      "each step's padded batch is as long as its longest example). Step 1's loss is the base "
+                      "model's (LoRA B starts at zero), so equal losses show the flattened examples did not see "
+                      "each other."]
     lines += ["", f"1-minute load average {result['load_average_1min_before_procs']:.1f} before, "
                   f"{result['load_average_1min_after_procs']:.1f} after, on {result['torch_threads']} threads: above "
                   "that, other processes shared the cores and the runs, timed one after another, are not comparable.",
               "",
-              "Training FLOP/s = 6 x N x tokens / s, N = all parameters of the model with its LoRA adapters: "
-              "2N per token forward, 4N backward (the frozen base weights still pass activation gradients back, "
-              "so LoRA saves little of the backward's 2N + 2N); attention-score FLOPs are left out (short sequences)."]
+              "Training FLOP/s = (4 N + 2 T) x tokens / s, N = all parameters (with the LoRA adapters), T = the "
+              "trainable ones: 2N per token forward; backward 2N for the activation gradients every layer "
+              "passes back, plus 2T for weight gradients, which only the adapters get (the usual 6N assumes "
+              "every weight is trained); attention-score FLOPs are left out (short sequences)."]
     if peak.get("flops_per_s"):
         lines.append(f"MFU = that over the measured peak: torch.matmul of two {MATMUL_N}x{MATMUL_N} float32 "
                      f"matrices, 2n^3 FLOP, best of {MATMUL_RUNS}, same thread count: "
@@ -145,7 +157,9 @@ def _markdown(result: dict[str, Any], measured: dict[str, dict[str, Any]], peak:
         lines.append(f"Matmul peak not measured: {peak.get('skipped')}")
     lines += ["",
               "The harness runs use its own `load_for_training`, `trainer_class` and `training_args` (per-epoch "
-              "evaluation, checkpoints and early stopping switched off for the timing). The bare script is "
+              "evaluation, checkpoints and early stopping switched off for the timing) with `finetune.padding_free: "
+              "auto` (peft: padded; unsloth: its own rule), and the `peft` engine once more with `padding_free: "
+              "yes`: that pair is the padding-free speed-up. The bare script is "
               "`AutoModelForCausalLM` + `get_peft_model` + `SFTTrainer` with TRL's defaults except the settings "
               "above and `eos_token` set to the completions' end token (SmolLM2's tokenizer says `<|im_start|>`, "
               "which TRL would append after every `<|im_end|>`, adding a token per example and a target no answer "
@@ -191,13 +205,13 @@ def _measure(trainer: Any, model: Any, clock: Any, engine: str) -> dict[str, Any
     trainable, total = model.get_nb_trainable_parameters()
     tokens_per_s = (n1 - n0) / (t1 - t0)
     return {"engine": engine, "seconds_per_step_s": (t1 - t0) / TIMED_STEPS, "tokens_per_step": (n1 - n0) / TIMED_STEPS,
-            "tokens_per_s": tokens_per_s, "train_flops_per_s": 6 * total * tokens_per_s,
+            "tokens_per_s": tokens_per_s, "train_flops_per_s": (4 * total + 2 * trainable) * tokens_per_s,
             "params_total": total, "params_trainable": trainable,
             "first_step_loss_nats": clock.losses[0] if clock.losses else None,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def _harness(engine: str, work: Path, inputs: dict[str, Any]) -> dict[str, Any]:
+def _harness(engine: str, work: Path, inputs: dict[str, Any], padding_free: str) -> dict[str, Any]:
     from harness.training.engines import import_unsloth_first
     from harness.training.spec import TrainSpec
 
@@ -208,7 +222,8 @@ def _harness(engine: str, work: Path, inputs: dict[str, Any]) -> dict[str, Any]:
     from datasets import Dataset
 
     from harness.training.engines import load_for_training, trainer_class
-    from harness.training.worker import training_args
+    from harness.training.worker import count_real_tokens, training_args
+    from strategies.finetune import FinetuneStrategy
 
     torch.set_num_threads(inputs["threads"])
     spec = TrainSpec(
@@ -217,7 +232,7 @@ def _harness(engine: str, work: Path, inputs: dict[str, Any]) -> dict[str, Any]:
         learning_rate=LEARNING_RATE, epochs=1, batch_size=BATCH, warmup_steps=0,
         max_seq_length=inputs["max_seq_length"], early_stopping_patience=1, seed=SEED, eos_token=inputs["eos_token"],
         micro_batch=BATCH, grad_accum=1, gradient_checkpointing=False, work_dir=str(work / engine), memory_plan={},
-        threads=inputs["threads"])
+        threads=inputs["threads"], padding_free=FinetuneStrategy._padding_free(padding_free, engine, fits=True))
     model, tokenizer, used, _ = load_for_training(spec)
     assert used == engine, f"asked for {engine}, loaded {used}"
     records = [json.loads(line) for line in (work / "train.jsonl").read_text().splitlines()]
@@ -225,7 +240,9 @@ def _harness(engine: str, work: Path, inputs: dict[str, Any]) -> dict[str, Any]:
     trainer = trainer_class(engine)(model=model, args=training_args(spec, **_timing_overrides()),
                                     processing_class=tokenizer, train_dataset=Dataset.from_list(records),
                                     callbacks=[clock])
-    return _measure(trainer, model, clock, engine)
+    padding_free_used = count_real_tokens(trainer)
+    return {**_measure(trainer, model, clock, engine), "padding_free_setting": padding_free,
+            "padding_free": padding_free_used}
 
 
 def _bare_trl(work: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +297,8 @@ def main(argv: list[str]) -> int:
     elif mode == "bare_trl":
         result = _bare_trl(work, inputs)
     else:
-        result = _harness(mode.removeprefix("harness_"), work, inputs)
+        engine = mode.removeprefix("harness_").removesuffix("_padding_free")
+        result = _harness(engine, work, inputs, padding_free="yes" if mode.endswith("_padding_free") else "auto")
     (work / f"{mode}.json").write_text(json.dumps(result))
     return 0
 

@@ -32,12 +32,14 @@ SMALL_FILE_BYTES = 64 * 2**20  # files up to this size are fingerprinted by cont
 def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: BenchmarksConfig,
                            log: Callable[[str], Any] = print, *, lm_type: str = "hf",
                            model_args: dict[str, Any] | None = None, threads: int | None = None,
-                           use_cache: bool = True) -> dict[str, dict]:
+                           use_cache: bool = True, preloaded: Callable[[], Any] | None = None) -> dict[str, dict]:
     """Score `model_path` (plus the PEFT adapter at `adapter_path`, if any) on MMLU and HumanEval.
 
     `lm_type`/`model_args` select any lm-eval model (default: lm-eval's `hf` with
     `pretrained=model_path,peft=adapter_path`, float32 on CPU, bfloat16 on CUDA); `threads` sets
-    torch's CPU threads; `use_cache=False` recomputes (and overwrites the cache entry).
+    torch's CPU threads; `use_cache=False` recomputes (and overwrites the cache entry). `preloaded`
+    returns weights already in memory (the run's model, with the adapter attached if any), which lm-eval
+    scores instead of loading `model_path` again; it is called only when something is not cached.
 
     Returns {"mmlu": result, "humaneval": result}; each result has the keys
       benchmark      "mmlu" | "humaneval"
@@ -99,7 +101,7 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
             import torch
 
             torch.set_num_threads(threads)
-        results.update(_evaluate(pending, lm_type, args, settings, model_path, adapter_path, log))
+        results.update(_evaluate(pending, lm_type, args, settings, model_path, adapter_path, log, preloaded))
     return {name: results[name] for name in BENCHMARKS}
 
 
@@ -143,16 +145,23 @@ def _model_args(model_path: str, adapter_path: str | None, lm_type: str,
 
 def _evaluate(pending: dict[str, dict[str, Any]], lm_type: str, args: dict[str, Any],
               settings: BenchmarksConfig, model_path: str, adapter_path: str | None,
-              log: Callable[[str], Any]) -> dict[str, dict]:
-    """One model load, then one simple_evaluate per benchmark (so each has its own wall time)."""
+              log: Callable[[str], Any], preloaded: Callable[[], Any] | None = None) -> dict[str, dict]:
+    """One model load (or none, with `preloaded`), then one simple_evaluate per benchmark (so each has
+    its own wall time)."""
     from importlib.metadata import version
 
     import lm_eval
     from lm_eval.api.registry import get_model
     from lm_eval.tasks import TaskManager
 
-    log(f"[benchmarks] loading {model_path}" + (f" + adapter {adapter_path}" if adapter_path else ""))
+    weights = model_path + (f" + adapter {adapter_path}" if adapter_path else "")
     began = time.perf_counter()
+    if preloaded is not None and lm_type in HF_LMS:
+        log(f"[benchmarks] scoring the run's loaded model: {weights}")
+        # lm-eval takes a model object as `pretrained` (its own tokenizer from the path); the adapter is on it.
+        args = {k: v for k, v in args.items() if k != "peft"} | {"pretrained": preloaded(), "tokenizer": model_path}
+    else:
+        log(f"[benchmarks] loading {weights}")
     lm = get_model(lm_type).create_from_arg_obj(args, {"batch_size": settings.batch_size})
     load_s = time.perf_counter() - began
     metadata = {f"{name}_file": str(p["path"]) for name, p in pending.items()}

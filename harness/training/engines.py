@@ -61,6 +61,7 @@ def load_for_training(spec: TrainSpec) -> tuple[Any, Any, str, str]:
     if spec.engine == "unsloth":
         try:
             model, tokenizer = _load_unsloth(spec)
+            model.config.use_cache = False  # padding-free batches are masked per sequence only without a KV cache
             return model, tokenizer, "unsloth", spec.engine_why
         except Exception as exc:  # unsloth raises many kinds of errors for unsupported setups
             if not spec.allow_fallback:
@@ -102,7 +103,7 @@ def _load_peft(spec: TrainSpec) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
     model = AutoModelForCausalLM.from_pretrained(spec.model_path, **kwargs)
     keep_4bit_trainable(model)
-    model.config.use_cache = False
+    model.config.use_cache = False  # and padding-free batches are masked per sequence only without a KV cache
     set_seed(spec.seed)  # LoRA's A matrices are initialized randomly
     config = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
                         target_modules=lora_target_modules(model), task_type="CAUSAL_LM")
@@ -124,12 +125,35 @@ def keep_4bit_trainable(model: Any) -> int:
     return count
 
 
+def labeled_positions_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """The causal-LM loss with the LM head applied only where there is a label (the answer tokens).
+
+    The same value as the model's own loss (transformers' ForCausalLMLoss: labels shifted by one, -100
+    ignored, summed over `num_items_in_batch` when given, else averaged), without the
+    [batch x length x vocabulary] logits: with loss on the answers only, most rows of those logits
+    are never used, and SmolLM2's 49,152-word head is a fifth of the model's FLOPs.
+    """
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = inputs["labels"]
+    body = base.get_decoder()
+    hidden = body(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, targets[keep], reduction="mean")
+    return F.cross_entropy(logits, targets[keep], reduction="sum") / num_items_in_batch
+
+
 def trainer_class(engine: str) -> type:
-    """TRL's SFTTrainer; for peft off CUDA, with the loss computed by the model itself.
+    """TRL's SFTTrainer; for peft off CUDA, with the loss computed on the labeled positions only.
 
     TRL 1.15 computes the SFT loss through a fused LM head whose kernel is Triton-only, so it fails
-    on CPU ("0 active drivers"); unsloth's CPU backend reroutes it, and peft falls back to the model's
-    own cross-entropy (same labels, same normalization by `num_items_in_batch`).
+    on CPU ("0 active drivers"); unsloth's CPU backend reroutes it (chunked cross-entropy), and peft
+    trains with `labeled_positions_loss` (same labels, same normalization by `num_items_in_batch`);
+    evaluation goes through the model's own loss.
     """
     from transformers import Trainer
     from trl import SFTTrainer
@@ -142,6 +166,8 @@ def trainer_class(engine: str) -> type:
                          num_items_in_batch: Any = None) -> Any:
             if self.args.device.type in ("cuda", "xpu"):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training and not return_outputs and "labels" in inputs:
+                return labeled_positions_loss(model, inputs, num_items_in_batch)
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+# padding_free is hashed: the same batches, but LoRA dropout draws its masks over other shapes, so the
+# adapter differs (statistically, not in expectation) from a padded training.
 HASHED_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "warmup_steps",
                    "max_seq_length", "early_stopping_patience", "seed", "engine", "load_in_4bit", "dtype", "device",
-                   "eos_token")
+                   "eos_token", "padding_free")
 LIBRARIES = ("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth", "unsloth_zoo")
 
 
@@ -55,6 +57,10 @@ class TrainSpec:
     threads: int | None = None
     allow_fallback: bool = False
     """engine was `auto`: if unsloth fails to load, train with peft and say why."""
+    padding_free: bool | None = False
+    """Each batch flattened into one row, sequences told apart by position ids (TRL padding_free);
+    only when no record is longer than max_seq_length, as TRL then leaves truncation to the caller.
+    None: the engine decides (unsloth's own rule)."""
 
     @property
     def precision(self) -> str:

@@ -30,7 +30,8 @@ def markdown_section(metrics: dict[str, Any]) -> list[str]:
         f"longest sequence {d['longest_sequence_tokens']} tokens"),
         (f"- Training: {d['train_seconds']:.0f} s, {d['steps']} optimizer steps ({d['seconds_per_step']:.2f} s/step), "
         f"{d['tokens_per_s']:.0f} tokens/s; micro-batch {d['micro_batch']} x {d['grad_accum']} accumulation, "
-        f"gradient checkpointing {'on' if d['gradient_checkpointing'] else 'off'}; {provenance}"),
+        f"gradient checkpointing {'on' if d['gradient_checkpointing'] else 'off'}, "
+        f"{'padding-free batches' if d.get('padding_free') else 'padded batches'}; {provenance}"),
         (f"- Memory: estimated {d['memory_estimate_gb']:.2f} GB, measured {d['memory_peak_gb']:.2f} GB "
         f"({d['memory_measured_as']}); plan: {d['memory_plan']['reason']}"),
         f"- Epochs: {d['epochs_run']} of {d['epochs_max']}{stop}; best epoch {d['best_epoch']} (its adapter is used)",

@@ -37,9 +37,25 @@ def training_args(spec: TrainSpec, **overrides: Any) -> Any:
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "bf16": spec.dtype == "bfloat16" and spec.device == "cuda", "fp16": False, "use_cpu": spec.device == "cpu",
         "max_length": spec.max_seq_length, "eos_token": spec.eos_token, "completion_only_loss": True,
-        "include_num_input_tokens_seen": "non_padding", "seed": spec.seed, "data_seed": spec.seed,
+        "include_num_input_tokens_seen": "non_padding",
+        "seed": spec.seed, "data_seed": spec.seed,
         "report_to": [], "dataloader_num_workers": 0, "save_only_model": False}
+    if spec.padding_free is not None:  # None: left unset, so unsloth applies its own rule
+        settings["padding_free"] = spec.padding_free
+    if spec.padding_free is not False:
+        # TRL does not truncate padding-free rows: the records were checked to fit max_seq_length.
+        settings["max_length"] = None
     return SFTConfig(**{**settings, **overrides})
+
+
+def count_real_tokens(trainer: Any) -> bool:
+    """Make `num_input_tokens_seen` count real tokens whichever batching the trainer settled on; True when
+    it is padding-free. A padding-free row has no pad token and no attention mask, and "non_padding" would
+    then count input ids unequal to the pad id, missing every real '<|im_end|>' when pad and end are one token."""
+    padding_free = bool(getattr(trainer, "padding_free", False))
+    if padding_free and trainer.args.include_num_input_tokens_seen == "non_padding":
+        trainer.args.include_num_input_tokens_seen = "all"
+    return padding_free
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -95,9 +111,11 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         callbacks=[EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience),
                    progress_callback(prior)])
 
+    padding_free = count_real_tokens(trainer)
     session: dict[str, Any] = {"engine": engine, "engine_why": why, "resumed_from_epoch": None,
                                "resumed_from_step": None, "micro_batch": spec.micro_batch,
-                               "grad_accum": spec.grad_accum, "gradient_checkpointing": spec.gradient_checkpointing}
+                               "grad_accum": spec.grad_accum, "gradient_checkpointing": spec.gradient_checkpointing,
+                               "padding_free": padding_free}
     if state:
         session.update(resumed_from_epoch=round(state["epoch"]), resumed_from_step=state["global_step"])
         print(f"[finetune] resuming from {checkpoint.name} (epoch {round(state['epoch'])} of {spec.epochs})",
@@ -159,7 +177,7 @@ def fit_record(spec: TrainSpec, trainer: Any, session: dict[str, Any], eval_befo
         "memory_peak_bytes": session["peak_memory_bytes"],
         "memory_measured_as": "torch.cuda.max_memory_allocated" if spec.device == "cuda" else "peak RSS",
         "micro_batch": spec.micro_batch, "grad_accum": spec.grad_accum,
-        "gradient_checkpointing": spec.gradient_checkpointing,
+        "gradient_checkpointing": spec.gradient_checkpointing, "padding_free": session["padding_free"],
     }
 
 
