@@ -76,6 +76,7 @@ class FinetuneStrategy:
             "cache_key": key, "cache_dir": spec.work_dir, **counts,
         }
         if ft.merge:
+            # A load of its own (on the CPU): merging rewrites the weights, so not the run's shared model.
             from harness.training.adapters import merge_adapter
 
             merged = out / "merged"

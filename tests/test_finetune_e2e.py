@@ -209,3 +209,41 @@ def test_peft_engine_trains_with_documents_as_plain_text(cache, tmp_path):
     assert details["trainable_params"] == 4_884_480 and details["steps"] == 3  # (8 examples + 1 document) / 4
     assert all(math.isfinite(e["eval_loss"]) for e in details["epochs"])
     assert (ctx.out_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypatch):
+    """prompt, finetune (adapter attached to the same weights) and MMLU on base and on base + adapter:
+    one from_pretrained in the run's process; the scores are the same as with separate loads.
+    (`finetune.merge` loads the base once more, on purpose: merging changes the weights.)"""
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM
+
+    ft = dataclasses.replace(task.config.finetune, merge=False)
+    task = dataclasses.replace(task, config=dataclasses.replace(task.config, finetune=ft))
+
+    from harness.runner import compare
+
+    loads: list[str] = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(str(args[0]) if args else "")
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counted))
+    run_dir = compare(task, tmp_path / "results", strategies=["prompt", "finetune"], limit=4, log=lambda *a: None,
+                      use_cache=False)
+    assert len(loads) == 1, loads
+    bench = json.loads((run_dir / "benchmarks.json").read_text())
+    base, tuned = bench["weights"]["base"]["mmlu"], bench["weights"]["finetune"]["mmlu"]
+    assert base["status"] == tuned["status"] == "ok" and base["n"] == tuned["n"] == 6
+    # The adapter was on during the finetune pass and off for the base pass (separately loaded reference).
+    from harness.benchmarks import run_general_benchmarks
+    from harness.models import resolve_model
+
+    adapter = json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]["adapter_dir"]
+    reference = run_general_benchmarks(resolve_model(task.config.model.name), adapter, task.config.benchmarks,
+                                       lambda *a: None, use_cache=False)["mmlu"]
+    assert reference["items"] == tuned["items"] and reference["score"] == pytest.approx(tuned["score"])
+    assert json.loads((run_dir / "finetune" / "metrics.json").read_text())["status"] == "ok"

@@ -250,8 +250,8 @@ def test_loss_on_labeled_positions_only_equals_the_models_own_loss_and_gradients
         return loss.detach(), lora.grad.clone()
 
     for items in (None, torch.tensor(7)):
-        ours, our_grad = loss_and_grad(lambda: labeled_positions_loss(model, inputs, items))
-        theirs, their_grad = loss_and_grad(lambda: model(**inputs, num_items_in_batch=items).loss)
+        ours, our_grad = loss_and_grad(lambda n=items: labeled_positions_loss(model, inputs, n))
+        theirs, their_grad = loss_and_grad(lambda n=items: model(**inputs, num_items_in_batch=n).loss)
         assert torch.allclose(ours, theirs, atol=1e-5) and torch.allclose(our_grad, their_grad, atol=1e-5)
 
 
