@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +43,11 @@ def run_child(model_path: str, work: Path) -> dict:
     get_peft_model(AutoModelForCausalLM.from_pretrained(model_path), lora).save_pretrained(work / "adapter")
     only_mmlu = dataclasses.replace(settings, humaneval=False)
     tuned = run_general_benchmarks(model_path, str(work / "adapter"), only_mmlu, quiet, threads=1)
+    shutil.copytree(work / "adapter", work / "next_run" / "adapter")  # each run keeps a copy of its adapter
+    moved = run_general_benchmarks(model_path, str(work / "next_run" / "adapter"), only_mmlu, quiet, threads=1)
     generative = run_general_benchmarks(model_path, None, dataclasses.replace(only_mmlu, mmlu_method="generate",
                                                                               mmlu_limit=2), quiet, threads=1)
-    return {"base": base, "again": again, "tuned": tuned, "generative": generative,
+    return {"base": base, "again": again, "tuned": tuned, "moved": moved, "generative": generative,
             "forgetting": forgetting(base, tuned)}
 
 
@@ -88,6 +91,9 @@ def test_rerun_comes_from_the_cache(runs):
         first, again = runs["base"][name], runs["again"][name]
         assert again["cached"] is True and again["cache_key"] == first["cache_key"]
         assert again["items"] == first["items"] and again["score"] == first["score"]
+    # The same adapter in another run's folder is the same weights: keyed by content, not by path.
+    moved, tuned = runs["moved"]["mmlu"], runs["tuned"]["mmlu"]
+    assert moved["cached"] is True and moved["cache_key"] == tuned["cache_key"]
 
 
 @pytest.mark.slow

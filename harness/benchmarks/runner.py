@@ -232,16 +232,20 @@ def _hash(obj: Any) -> str:
 
 
 def _fingerprint(path: str | None) -> Any:
-    """Content hash of small files and size+mtime of large ones; a hub id stands for itself."""
+    """Content hash of small files and size+mtime of large ones; a hub id stands for itself.
+
+    The folder's path counts only when a large file is known by size+mtime: an adapter (small files)
+    copied into each run's directory is the same adapter wherever it lies."""
     if path is None or not Path(path).is_dir():
         return path
-    parts = []
+    parts, by_content = [], True
     for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
         stat = f.stat()
         small = stat.st_size <= SMALL_FILE_BYTES
+        by_content &= small
         parts.append([str(f.relative_to(path)), stat.st_size,
                       hashlib.sha256(f.read_bytes()).hexdigest() if small else stat.st_mtime_ns])
-    return [str(Path(path).resolve()), _hash(parts)]
+    return _hash(parts) if by_content else [str(Path(path).resolve()), _hash(parts)]
 
 
 def _tasks_fingerprint(name: str) -> str:
