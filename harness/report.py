@@ -228,7 +228,9 @@ def _details(a: dict[str, Any]) -> list[str]:
             lines.append(f"- Latency split per answer: retrieval p50 {m['retrieval_p50_s'] * 1000:.1f} ms / p95 "
                          f"{m['retrieval_p95_s'] * 1000:.1f} ms; generation batch p50 {m['generation_p50_s']:.2f} s / "
                          f"p95 {m['generation_p95_s']:.2f} s; {m.get('passages_in_prompt_mean', 0):.1f} passages "
-                         "in the prompt on average")
+                         "in the prompt on average" + (
+                             f"; {m['cached_query_vectors']} query embeddings from the cache (their embedding time "
+                             "as first measured)" if m.get("cached_query_vectors") else ""))
         if name == "finetune" and (m.get("fit") or {}).get("details", {}).get("engine"):
             from harness.training.summary import markdown_section
 

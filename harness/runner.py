@@ -97,7 +97,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
             write_json(out_dir / "metrics.json", summaries[name])
             log(f"[{name}] {NOT_IMPLEMENTED}")
             continue
-        summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log)
+        summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log, use_cache)
 
     if run_benchmarks:
         write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend))
@@ -112,12 +112,13 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     return run_dir
 
 
-def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: Path, backend, log) -> dict:
+def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: Path, backend, log,
+                 use_cache: bool = True) -> dict:
     from strategies import StrategyContext
 
     cfg = task.config
     strategy = registry.create(name)
-    ctx = StrategyContext(cfg, task.folder, out_dir, backend)
+    ctx = StrategyContext(cfg, task.folder, out_dir, backend, use_cache)
     log(f"[{name}] fit on {len(task.data.train)} train / {len(task.data.dev)} dev examples")
     try:
         fit = strategy.fit(task.data.train, task.data.dev, ctx)

@@ -33,6 +33,8 @@ class StrategyContext:
     """This strategy's folder in the run directory, for its artifacts."""
     backend: Callable[[], Backend]
     """The shared base-model backend, loaded on first call and reused by every strategy."""
+    use_cache: bool = True
+    """False under `compare --no-cache`: strategies' own caches of measured work are bypassed too."""
 
 
 class Strategy(Protocol):

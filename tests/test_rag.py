@@ -87,6 +87,25 @@ def test_unchanged_inputs_embed_nothing_and_a_changed_file_rebuilds(task_dir: Pa
     assert embedded_since(before) > 0
 
 
+def test_query_vectors_are_cached_with_their_measured_embedding_time(task_dir: Path) -> None:
+    import numpy as np
+
+    from harness.retrieval.store import load_embedder
+
+    corpus = open_corpus(task_dir / "docs", task_dir, SMALL)
+    texts = ["Who is the harbor master of Port Velmora?", "When was the Karst Point lighthouse built?"]
+    first = corpus.query_vectors(texts)
+    load_embedder.cache_clear()  # a new process: the rerun below must not need the model
+    again = corpus.query_vectors(texts)
+    assert load_embedder.cache_info().currsize == 0
+    assert [c for *_, c in first] == [False, False] and [c for *_, c in again] == [True, True]
+    for (v1, s1, _), (v2, s2, _) in zip(first, again):
+        assert np.array_equal(v1, v2) and v1.shape == (1, 384) and s1 == s2 > 0
+    fresh = corpus.query_vectors(texts, use_cache=False)  # compare --no-cache embeds again
+    assert [c for *_, c in fresh] == [False, False] and np.allclose(fresh[0][0], first[0][0], atol=1e-5)
+    assert corpus.retrieve(again[0][0], 1)[0][0].source == "docs/harbor.md"
+
+
 def test_undecodable_files_are_skipped_with_one_warning(task_dir: Path, capsys: pytest.CaptureFixture) -> None:
     (task_dir / "docs" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (task_dir / "docs" / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")

@@ -8,7 +8,9 @@ process: the cache tests assert on it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,3 +98,40 @@ def embed_query(model: Any, text: str) -> np.ndarray:
     with one_cpu_thread(model):
         vector = model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
     return np.ascontiguousarray(vector, dtype=np.float32)
+
+
+class QueryVectorCache:
+    """Query vectors by embedding model (its files' content) and query text, with the seconds the
+    embedding took when it was measured; a rerun then loads no embedding model. One append-only JSONL
+    per model under cache_root()/rag/queries/ (vectors as base64 float32 bytes: exact)."""
+
+    def __init__(self, root: Path, model_digest: str) -> None:
+        self.path = root / "rag" / "queries" / f"{model_digest[:32]}.jsonl"
+        self.entries: dict[str, tuple[str, float]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash: that query is embedded again
+                    continue
+                self.entries[record["key"]] = (record["vector"], record["embed_s"])
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, text: str) -> tuple[np.ndarray, float] | None:
+        hit = self.entries.get(self.key(text))
+        if hit is None:
+            return None
+        vector = np.frombuffer(base64.b64decode(hit[0]), dtype=np.float32)
+        return vector.reshape(1, -1).copy(), hit[1]
+
+    def put_many(self, items: list[tuple[str, np.ndarray, float]]) -> None:
+        if not items:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for text, vector, seconds in items:
+                encoded = base64.b64encode(np.ascontiguousarray(vector, dtype=np.float32).tobytes()).decode()
+                f.write(json.dumps({"key": self.key(text), "vector": encoded, "embed_s": seconds}) + "\n")

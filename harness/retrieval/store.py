@@ -31,7 +31,14 @@ from harness.errors import NotRun
 from harness.models import cache_root
 from harness.retrieval import documents as docs_io
 from harness.retrieval.chunking import Chunk, chunk_documents
-from harness.retrieval.embedding import embed_chunks, input_limit, load_embedder, model_fingerprint
+from harness.retrieval.embedding import (
+    QueryVectorCache,
+    embed_chunks,
+    embed_query,
+    input_limit,
+    load_embedder,
+    model_fingerprint,
+)
 from harness.retrieval.index import (
     IndexSpec,
     build_index,
@@ -50,15 +57,50 @@ class Corpus:
     chunks: list[Chunk]
     index: Any
     spec: IndexSpec
-    embedder: Any
+    embedding_model: str
+    model_digest: str
+    """Content hash of the embedding model's files (the cache keys' half)."""
     directory: Path
     cost: dict[str, Any] = field(default_factory=dict)
     """Build cost and provenance, stored in the strategy's fit record."""
+
+    @property
+    def embedder(self) -> Any:
+        """The sentence-transformers model, loaded on first use (a fully cached rerun never needs it)."""
+        return load_embedder(self.embedding_model)
+
+    @property
+    def device(self) -> str:
+        if load_embedder.cache_info().currsize:
+            return str(self.embedder.device)
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"  # where sentence-transformers would put it
 
     def retrieve(self, query_vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
         """The k best chunks for one query vector, best first, with their inner-product scores."""
         scores, ids = search(self.index, query_vector, k)
         return [(self.chunks[i], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def query_vectors(self, texts: list[str], use_cache: bool = True) -> list[tuple[np.ndarray, float, bool]]:
+        """(vector, seconds to embed, from the cache?) per text. Each query is embedded alone, the latency
+        one user sees; a cached vector keeps the seconds measured when it was embedded."""
+        cache = QueryVectorCache(cache_root(), self.model_digest) if use_cache else None
+        out: dict[int, tuple[np.ndarray, float, bool]] = {}
+        for i, text in enumerate(texts):
+            hit = cache.get(text) if cache else None
+            if hit is not None:
+                out[i] = (hit[0], hit[1], True)
+        missing = [i for i in range(len(texts)) if i not in out]
+        if missing:
+            embed_query(self.embedder, "warm-up")  # the first encode pays one-off setup; keep it out of timings
+            for i in missing:
+                began = time.perf_counter()
+                vector = embed_query(self.embedder, texts[i])
+                out[i] = (vector, time.perf_counter() - began, False)
+            if cache:
+                cache.put_many([(texts[i], out[i][0], out[i][1]) for i in missing])
+        return [out[i] for i in range(len(texts))]
 
 
 def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
@@ -69,18 +111,18 @@ def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
     if cfg.chunk_overlap >= cfg.chunk_tokens:
         raise NotRun(f"rag.chunk_overlap ({cfg.chunk_overlap}) must be smaller than rag.chunk_tokens "
                      f"({cfg.chunk_tokens})")
-    embedder = load_embedder(cfg.embedding_model)
-    if cfg.chunk_tokens > input_limit(embedder):
-        raise NotRun(f"rag.chunk_tokens ({cfg.chunk_tokens}) exceeds what {cfg.embedding_model} reads at once "
-                     f"({input_limit(embedder)} tokens); lower it")
+    digest = model_fingerprint(cfg.embedding_model)
     key = hashlib.sha256(json.dumps({
-        "format": FORMAT, "documents": docs_io.fingerprint(files, task_dir),
-        "model": model_fingerprint(cfg.embedding_model),
+        "format": FORMAT, "documents": docs_io.fingerprint(files, task_dir), "model": digest,
         "chunk_tokens": cfg.chunk_tokens, "chunk_overlap": cfg.chunk_overlap,
     }, sort_keys=True).encode()).hexdigest()[:32]
     directory = cache_root() / "rag" / key
     embedded = 0
-    if not (directory / "manifest.json").is_file():
+    if not (directory / "manifest.json").is_file():  # a cached build passed the check below
+        embedder = load_embedder(cfg.embedding_model)
+        if cfg.chunk_tokens > input_limit(embedder):
+            raise NotRun(f"rag.chunk_tokens ({cfg.chunk_tokens}) exceeds what {cfg.embedding_model} reads at once "
+                         f"({input_limit(embedder)} tokens); lower it")
         embedded = _build_chunks(files, task_dir, cfg, embedder, directory)
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     if manifest["skipped"]:
@@ -104,7 +146,7 @@ def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
         "cache_hit": embedded == 0, "embedded_chunks": embedded, "cache_dir": str(directory),
         "skipped_files": [f"{source} ({reason})" for source, reason in manifest["skipped"]],
     }
-    return Corpus(chunks, index, spec, embedder, directory, cost)
+    return Corpus(chunks, index, spec, cfg.embedding_model, digest, directory, cost)
 
 
 def _build_chunks(files: list[Path], task_dir: Path, cfg: RagConfig, embedder: Any, directory: Path) -> int:
