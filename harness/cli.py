@@ -8,6 +8,7 @@
     python -m harness regress stdlib_qa            # compare, then check against the blessed run
     python -m harness regress --base RUN --new RUN # exit 0 ok, 1 regression, 3 cannot compare
     python -m harness keys                         # every task.yaml key with its default
+    python -m harness cache --prune-unused-days 30 # cache size; remove entries unused for 30 days
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     regress.add_argument("--base", type=Path, help="compare two existing runs: the baseline run directory")
     regress.add_argument("--new", type=Path, help="... and the new run directory")
     regress.add_argument("--results", default="results", help="results root (default: results)")
+
+    cache = sub.add_parser("cache", help="show the cache's size; remove entries not used for N days")
+    cache.add_argument("--prune-unused-days", type=float, metavar="N",
+                       help="remove cache entries whose last use is more than N days ago")
+    cache.add_argument("--dry-run", action="store_true", help="with --prune-unused-days: list, remove nothing")
 
     keys = sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
     keys.add_argument("--write", type=Path, help="replace the table between the keys markers of this file")
@@ -117,6 +123,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from harness import cache_admin
+
+    if args.prune_unused_days is not None:
+        if args.prune_unused_days < 0:
+            raise HarnessError("--prune-unused-days: must be 0 or more")
+        removed = cache_admin.prune(args.prune_unused_days, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        for entry in removed:
+            print(f"{verb} {entry.kind} {entry.path} ({entry.bytes / 1e6:.1f} MB)")
+        print(f"{verb} {len(removed)} entries, {sum(e.bytes for e in removed) / 1e6:.1f} MB\n")
+    print(cache_admin.summary(cache_admin.entries()))
+    return 0
+
+
 def cmd_bless(args: argparse.Namespace) -> int:
     from harness.regress import bless
 
@@ -169,4 +190,4 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compare": cmd_compare, "report": cmd_report, "validate": cmd_validate, "bless": cmd_bless,
-            "regress": cmd_regress, "keys": cmd_keys}
+            "regress": cmd_regress, "keys": cmd_keys, "cache": cmd_cache}

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.models import touch_used
 from harness.records import Generation
 
 
@@ -36,6 +37,7 @@ class GenerationCache:
         self.model_id = model_id
         self.entries: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
+            touch_used(self.path)
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     record = json.loads(line)

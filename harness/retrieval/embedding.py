@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.models import resolve_sentence_model
+from harness.models import resolve_sentence_model, touch_used
 
 EMBEDDED_CHUNKS = [0]
 """Chunks embedded by `embed_chunks` in this process (a one-element list so callers see updates)."""
@@ -109,6 +109,7 @@ class QueryVectorCache:
         self.path = root / "rag" / "queries" / f"{model_digest[:32]}.jsonl"
         self.entries: dict[str, tuple[str, float]] = {}
         if self.path.is_file():
+            touch_used(self.path)
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     record = json.loads(line)

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness.config import RagConfig
 from harness.errors import NotRun
-from harness.models import cache_root
+from harness.models import cache_root, touch_used
 from harness.retrieval import documents as docs_io
 from harness.retrieval.chunking import Chunk, chunk_documents
 from harness.retrieval.embedding import (
@@ -124,6 +124,7 @@ def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
             raise NotRun(f"rag.chunk_tokens ({cfg.chunk_tokens}) exceeds what {cfg.embedding_model} reads at once "
                          f"({input_limit(embedder)} tokens); lower it")
         embedded = _build_chunks(files, task_dir, cfg, embedder, directory)
+    touch_used(directory / "manifest.json")
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     if manifest["skipped"]:
         listed = "; ".join(f"{source} ({reason})" for source, reason in manifest["skipped"])

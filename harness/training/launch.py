@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.models import touch_used
 from harness.training import resume
 from harness.training.spec import TrainSpec
 
@@ -35,6 +36,7 @@ def train_or_reuse(spec: TrainSpec, train: list[dict[str, str]], dev: list[dict[
     work = Path(spec.work_dir)
     with resume.locked(work):
         if resume.is_finished(work):
+            touch_used(work / "fit.json")
             fit = json.loads((work / "fit.json").read_text(encoding="utf-8"))
             return {**fit, "cache_hit": True}
         write_records(work / "train.jsonl", train)
