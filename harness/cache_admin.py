@@ -17,9 +17,10 @@ from pathlib import Path
 from harness.models import cache_root
 
 DAY_S = 86_400
-# kind: (folder under cache_root(), marker inside a folder entry, or None when entries are files)
+# kind: (folder under cache_root(), marker inside a folder entry, "" for the folder's own mtime,
+# or None when entries are files)
 KINDS: dict[str, tuple[str, str | None]] = {
-    "models": ("models", "source.json"),
+    "models": ("models", ""),
     "rag": ("rag", "manifest.json"),
     "query-vectors": ("rag/queries", None),
     "finetune": ("finetune", "fit.json"),
@@ -49,8 +50,8 @@ def entries(root: Path | None = None) -> list[Entry]:
                 found.append(Entry(kind, path, path.stat().st_size, path.stat().st_mtime))
             elif marker is not None and path.is_dir() and path.name != "queries":
                 size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-                stamp = path / marker
-                found.append(Entry(kind, path, size, (stamp if stamp.is_file() else path).stat().st_mtime))
+                stamp = path / marker if marker else path
+                found.append(Entry(kind, path, size, (stamp if stamp.exists() else path).stat().st_mtime))
     return found
 
 

@@ -38,8 +38,9 @@ def cache_root() -> Path:
 
 
 def touch_used(path: Path) -> None:
-    """Mark a cache entry (its marker file, or the entry file itself) as used now, for
-    `python -m harness cache --prune-unused-days` (harness/cache_admin.py)."""
+    """Mark a cache entry (its marker file, folder or file) as used now, for
+    `python -m harness cache --prune-unused-days` (harness/cache_admin.py). Never touch a file that a
+    fingerprint reads the mtime of (harness.gencache.fingerprint_dir: a model folder's files)."""
     try:
         os.utime(path)
     except OSError:  # a read-only cache or a racing prune: the entry still served this run
@@ -75,7 +76,8 @@ def convert_embedded_gguf(key: str) -> Path:
     stat = gguf.stat()
     target = cache_root() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}-v{CONVERSION_VERSION}"
     if (target / "source.json").is_file():
-        touch_used(target / "source.json")
+        # The folder, not a file in it: the generation cache fingerprints the files' mtimes.
+        touch_used(target)
         return target
     print(f"[model] converting {gguf.name} to a transformers directory (once, ~30 s) -> {target}",
           file=sys.stderr)

@@ -33,7 +33,8 @@ def folder_entry(root: Path, relative: str, marker: str, age: float | None = Non
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("FTRAG_CACHE", str(root))
-    folder_entry(root, "models/stale-v1", "source.json", OLD)
+    stale = folder_entry(root, "models/stale-v1", "source.json")
+    os.utime(stale, (OLD, OLD))  # a model conversion's last use is its folder's mtime
     folder_entry(root, "models/current-v2", "source.json")
     folder_entry(root, "finetune/old-adapter", "fit.json", OLD)
     folder_entry(root, "rag/index", "manifest.json")
@@ -82,3 +83,18 @@ def test_a_benchmark_cache_hit_counts_as_a_use(cache: Path):
     os.utime(folder / "result.json", (OLD, OLD))
     assert runner._read_cache("k" * 64)["score"] == 0.5
     assert "benchmarks" not in {e.kind for e in cache_admin.prune(30)}
+
+
+def test_using_the_model_renews_its_folder_and_leaves_the_fingerprinted_files_alone():
+    from harness.gencache import fingerprint_dir
+    from harness.models import resolve_model
+
+    folder = Path(resolve_model("embedded:smollm2-135m-instruct"))
+    os.utime(folder, (OLD, OLD))
+    files = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    fingerprint = fingerprint_dir(str(folder))
+    resolve_model("embedded:smollm2-135m-instruct")  # what every run does first
+    assert folder.stat().st_mtime > OLD + cache_admin.DAY_S
+    # The generation cache names the model by its files' mtimes: a use must not change them.
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == files
+    assert fingerprint_dir(str(folder)) == fingerprint

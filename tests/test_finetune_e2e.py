@@ -238,12 +238,19 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
     bench = json.loads((run_dir / "benchmarks.json").read_text())
     base, tuned = bench["weights"]["base"]["mmlu"], bench["weights"]["finetune"]["mmlu"]
     assert base["status"] == tuned["status"] == "ok" and base["n"] == tuned["n"] == 6
-    # The adapter was on during the finetune pass and off for the base pass (separately loaded reference).
+    # The adapter was on during the finetune pass and off for the base pass: its answer log-likelihoods
+    # differ from the base's and equal those of lm-eval loading base + adapter itself (peft=).
     from harness.benchmarks import run_general_benchmarks
     from harness.models import resolve_model
 
+    def logliks(result: dict) -> list[float]:
+        lines = Path(result["samples_file"]).read_text().splitlines()
+        return [ll for line in lines for ll, _ in json.loads(line)["response"]]
+
+    shared_tuned, shared_base = logliks(tuned), logliks(base)
+    assert shared_tuned != pytest.approx(shared_base, abs=1e-3)
     adapter = json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]["adapter_dir"]
     reference = run_general_benchmarks(resolve_model(task.config.model.name), adapter, task.config.benchmarks,
-                                       lambda *a: None, use_cache=False)["mmlu"]
-    assert reference["items"] == tuned["items"] and reference["score"] == pytest.approx(tuned["score"])
+                                       lambda *a: None, use_cache=False)["mmlu"]  # rewrites the same cache entry
+    assert reference["items"] == tuned["items"] and logliks(reference) == pytest.approx(shared_tuned, abs=1e-3)
     assert json.loads((run_dir / "finetune" / "metrics.json").read_text())["status"] == "ok"

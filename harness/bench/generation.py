@@ -33,7 +33,7 @@ def _llama_cpp(conversations) -> dict[str, Any]:
     try:
         from llama_cpp import Llama
     except ImportError:
-        return {"skipped": "llama-cpp-python is not installed (`make bench` installs it; a ~5 min build)"}
+        return {"skipped": "llama-cpp-python is not installed (`make bench` builds it once, ~3.5 min on 2 cores)"}
     import os
 
     from harness.models import EMBEDDED_GGUF, package_dir
