@@ -31,19 +31,26 @@ def fingerprint_dir(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def read_cache_log(path: Path) -> list[dict[str, Any]]:
+    """The records of an append-only JSONL cache file (none if it is missing), marking it used. A line
+    cut by a crash is skipped: its entry is simply computed again."""
+    if not path.is_file():
+        return []
+    touch_used(path)
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 class GenerationCache:
     def __init__(self, root: Path, model_id: str) -> None:
         self.path = root / "generations" / f"{hashlib.sha256(model_id.encode()).hexdigest()[:16]}.jsonl"
         self.model_id = model_id
-        self.entries: dict[str, dict[str, Any]] = {}
-        if self.path.is_file():
-            touch_used(self.path)
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash: skip it, it will be regenerated
-                    continue
-                self.entries[record["key"]] = record["generation"]
+        self.entries: dict[str, dict[str, Any]] = {r["key"]: r["generation"] for r in read_cache_log(self.path)}
 
     def key(self, conversation: list[dict[str, str]], settings: dict[str, Any]) -> str:
         blob = json.dumps([self.model_id, conversation, settings], sort_keys=True, ensure_ascii=False)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.models import resolve_sentence_model, touch_used
+from harness.gencache import read_cache_log
+from harness.models import resolve_sentence_model
 
 EMBEDDED_CHUNKS = [0]
 """Chunks embedded by `embed_chunks` in this process (a one-element list so callers see updates)."""
@@ -107,15 +108,8 @@ class QueryVectorCache:
 
     def __init__(self, root: Path, model_digest: str) -> None:
         self.path = root / "rag" / "queries" / f"{model_digest[:32]}.jsonl"
-        self.entries: dict[str, tuple[str, float]] = {}
-        if self.path.is_file():
-            touch_used(self.path)
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash: that query is embedded again
-                    continue
-                self.entries[record["key"]] = (record["vector"], record["embed_s"])
+        self.entries: dict[str, tuple[str, float]] = {
+            r["key"]: (r["vector"], r["embed_s"]) for r in read_cache_log(self.path)}
 
     @staticmethod
     def key(text: str) -> str:
