@@ -22,7 +22,7 @@ DAY_S = 86_400
 KINDS: dict[str, tuple[str, str | None]] = {
     "models": ("models", ""),
     "rag": ("rag", "manifest.json"),
-    "query-vectors": ("rag/queries", None),
+    "query-vectors": ("query_vectors", None),
     "finetune": ("finetune", "fit.json"),
     "generations": ("generations", None),
     "benchmarks": ("benchmarks", "result.json"),
@@ -48,7 +48,7 @@ def entries(root: Path | None = None) -> list[Entry]:
         for path in sorted(base.iterdir()):
             if marker is None and path.is_file():
                 found.append(Entry(kind, path, path.stat().st_size, path.stat().st_mtime))
-            elif marker is not None and path.is_dir() and path.name != "queries":
+            elif marker is not None and path.is_dir():
                 size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
                 stamp = path / marker if marker else path
                 found.append(Entry(kind, path, size, (stamp if stamp.exists() else path).stat().st_mtime))

@@ -31,7 +31,6 @@ from harness import environment
 from harness.backends import Backend, load_backend
 from harness.data import Example
 from harness.errors import NotRun
-from harness.gencache import fingerprint_dir
 from harness.metrics import summarize
 from harness.models import resolve_model
 from harness.scoring import SCORERS
@@ -180,8 +179,10 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
             with ExitStack() as stack:
                 preloaded = None
                 if shared:
+                    from strategies.finetune import adapter_cache_id
+
                     key = ok["finetune"]["fit"]["details"].get("cache_key", adapter)
-                    tuned = stack.enter_context(shared.adapter(adapter, f"{fingerprint_dir(base_path)}+adapter:{key}"))
+                    tuned = stack.enter_context(shared.adapter(adapter, adapter_cache_id(base_path, key)))
                     preloaded = lambda: tuned.model  # noqa: E731
                 weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options,
                                                              preloaded=preloaded)

@@ -22,7 +22,7 @@ from harness.models import cache_root, resolve_model
 from harness.prompting import build_messages
 from harness.records import FitRecord, Prediction
 from harness.training import formatting, planner
-from harness.training.engines import choose_engine, choose_precision
+from harness.training.engines import choose_engine, choose_padding_free, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
 from harness.training.spec import TrainSpec, cache_key
 from strategies import StrategyContext
@@ -30,6 +30,11 @@ from strategies.prompt import to_predictions
 
 GB = 1e9
 DOC_CHUNK_TOKENS = 512
+
+
+def adapter_cache_id(model_path: str, adapter_key: str) -> str:
+    """Names base + adapter in the generation cache: the base model's files and the adapter's training key."""
+    return f"{fingerprint_dir(model_path)}+adapter:{adapter_key}"
 
 
 def resolve_device(device: str) -> str:
@@ -128,24 +133,10 @@ class FinetuneStrategy:
             micro_batch=memory.micro_batch, grad_accum=memory.grad_accum,
             gradient_checkpointing=memory.checkpointing, work_dir="", memory_plan=memory.to_dict(),
             threads=cfg.model.threads, allow_fallback=ft.engine == "auto",
-            padding_free=self._padding_free(ft.padding_free, engine, longest <= max_len))
+            padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len))
         counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
                   "longest_sequence_tokens": longest}
         return spec, train_records, dev_records, counts
-
-    @staticmethod
-    def _padding_free(setting: str, engine: str, fits: bool) -> bool | None:
-        """TRL's padding_free for `finetune.padding_free`; None leaves the choice to unsloth's own rule.
-
-        Never when a record is longer than max_seq_length (padding-free rows are not truncated). auto is
-        off for peft: on the demo data (5-10% padding), flattening cost more in dense attention than it
-        saved, 0.95x tokens/s on CPU (`make bench`), and sdpa on CUDA loses its causal fast path too.
-        """
-        if not fits or setting == "no":
-            return False
-        if setting == "yes":
-            return True
-        return None if engine == "unsloth" else False
 
     @staticmethod
     def _plan(model_path: str, ft: Any, device: str, quantize: bool, dtype: str, seq_len: int,
@@ -177,10 +168,8 @@ class FinetuneStrategy:
         assert self.adapter_dir is not None, "fit must run before answer"
         cfg = ctx.config
         base = ctx.backend()
-        # The adapter's training cache key names these weights in the generation cache.
-        cache_id = f"{fingerprint_dir(base.model_path)}+adapter:{self.key}"
         conversations = [build_messages(q, cfg.prompt, []) for q in queries]
-        with base.adapter(str(self.adapter_dir), cache_id) as tuned:
+        with base.adapter(str(self.adapter_dir), adapter_cache_id(base.model_path, self.key)) as tuned:
             generations = tuned.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                          cfg.generation.batch_size, progress=f"{self.name}: answering")
         return to_predictions(queries, generations)

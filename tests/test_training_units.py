@@ -14,7 +14,7 @@ from harness.config import PromptConfig, load_task_config
 from harness.data import Example
 from harness.errors import ConfigError
 from harness.training import formatting, planner, resume
-from harness.training.engines import choose_engine, choose_precision, keep_4bit_trainable
+from harness.training.engines import choose_engine, choose_padding_free, choose_precision, keep_4bit_trainable
 from harness.training.spec import TrainSpec, cache_key
 from tests.conftest import ROOT, write_task
 
@@ -114,6 +114,10 @@ def test_engine_and_precision_choices_say_why():
     assert choose_precision("auto", "auto", "cuda") == (True, "bfloat16")
     assert choose_precision("auto", "auto", "cpu") == (False, "float32")
     assert choose_precision("yes", "float32", "cpu") == (True, "float32")
+    # padding-free: unsloth's own rule under auto, padded for peft, never when a record must be truncated
+    assert [choose_padding_free("auto", e, True) for e in ("unsloth", "peft")] == [None, False]
+    assert choose_padding_free("yes", "peft", True) is True and choose_padding_free("yes", "unsloth", False) is False
+    assert choose_padding_free("no", "unsloth", True) is False
 
 
 @pytest.fixture(scope="module")

@@ -221,9 +221,8 @@ def _harness(engine: str, work: Path, inputs: dict[str, Any], padding_free: str)
     import torch
     from datasets import Dataset
 
-    from harness.training.engines import load_for_training, trainer_class
+    from harness.training.engines import choose_padding_free, load_for_training, trainer_class
     from harness.training.worker import count_real_tokens, training_args
-    from strategies.finetune import FinetuneStrategy
 
     torch.set_num_threads(inputs["threads"])
     spec = TrainSpec(
@@ -232,7 +231,7 @@ def _harness(engine: str, work: Path, inputs: dict[str, Any], padding_free: str)
         learning_rate=LEARNING_RATE, epochs=1, batch_size=BATCH, warmup_steps=0,
         max_seq_length=inputs["max_seq_length"], early_stopping_patience=1, seed=SEED, eos_token=inputs["eos_token"],
         micro_batch=BATCH, grad_accum=1, gradient_checkpointing=False, work_dir=str(work / engine), memory_plan={},
-        threads=inputs["threads"], padding_free=FinetuneStrategy._padding_free(padding_free, engine, fits=True))
+        threads=inputs["threads"], padding_free=choose_padding_free(padding_free, engine, fits=True))
     model, tokenizer, used, _ = load_for_training(spec)
     assert used == engine, f"asked for {engine}, loaded {used}"
     records = [json.loads(line) for line in (work / "train.jsonl").read_text().splitlines()]

@@ -104,10 +104,10 @@ def embed_query(model: Any, text: str) -> np.ndarray:
 class QueryVectorCache:
     """Query vectors by embedding model (its files' content) and query text, with the seconds the
     embedding took when it was measured; a rerun then loads no embedding model. One append-only JSONL
-    per model under cache_root()/rag/queries/ (vectors as base64 float32 bytes: exact)."""
+    per model under cache_root()/query_vectors/ (vectors as base64 float32 bytes: exact)."""
 
     def __init__(self, root: Path, model_digest: str) -> None:
-        self.path = root / "rag" / "queries" / f"{model_digest[:32]}.jsonl"
+        self.path = root / "query_vectors" / f"{model_digest[:32]}.jsonl"
         self.entries: dict[str, tuple[str, float]] = {
             r["key"]: (r["vector"], r["embed_s"]) for r in read_cache_log(self.path)}
 

@@ -37,8 +37,7 @@ def training_args(spec: TrainSpec, **overrides: Any) -> Any:
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "bf16": spec.dtype == "bfloat16" and spec.device == "cuda", "fp16": False, "use_cpu": spec.device == "cpu",
         "max_length": spec.max_seq_length, "eos_token": spec.eos_token, "completion_only_loss": True,
-        "include_num_input_tokens_seen": "non_padding",
-        "seed": spec.seed, "data_seed": spec.seed,
+        "include_num_input_tokens_seen": "non_padding", "seed": spec.seed, "data_seed": spec.seed,
         "report_to": [], "dataloader_num_workers": 0, "save_only_model": False}
     if spec.padding_free is not None:  # None: left unset, so unsloth applies its own rule
         settings["padding_free"] = spec.padding_free
