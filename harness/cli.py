@@ -9,16 +9,45 @@
     python -m harness regress --base RUN --new RUN # exit 0 ok, 1 regression, 3 cannot compare
     python -m harness keys                         # every task.yaml key with its default
     python -m harness cache --prune-unused-days 30 # cache size; remove entries unused for 30 days
+
+Exit codes: 0 done; 1 regression (regress); 2 bad input or usage, said in one line; 3 runs that
+cannot be compared (regress); 4 internal error (the traceback is written to a log file, named);
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
+import traceback
 from pathlib import Path
 
 from harness.errors import HarnessError
+
+USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 4, 130
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (`--limit 0` would otherwise mean "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run the strategies of a task and write a report")
     compare.add_argument("task", help="task name (folder under tasks/) or path to a task folder")
     compare.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
-    compare.add_argument("--limit", type=int, help="score only the first N test items (quick runs)")
+    compare.add_argument("--limit", type=positive_int, help="score only the first N test items (quick runs)")
     compare.add_argument("--model", help="override model.name: a local directory or hub id")
     compare.add_argument("--allow-contamination", action="store_true",
                          help="allow test prompts that also occur in train")
@@ -58,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     regress.add_argument("--results", default="results", help="results root (default: results)")
 
     cache = sub.add_parser("cache", help="show the cache's size; remove entries not used for N days")
-    cache.add_argument("--prune-unused-days", type=float, metavar="N",
+    cache.add_argument("--prune-unused-days", type=non_negative_float, metavar="N",
                        help="remove cache entries whose last use is more than N days ago")
     cache.add_argument("--dry-run", action="store_true", help="with --prune-unused-days: list, remove nothing")
 
@@ -72,8 +101,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 -- a short message and a log, never a bare traceback
+        log = _write_crash_log(args.command)
+        where = f"; traceback in {log}" if log else ""
+        print(f"internal error in `{args.command}`: {type(exc).__name__}: {one_line(str(exc))[:300]}{where} "
+              f"(a bug in the harness: please report it with that file)", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def _write_crash_log(command: str) -> Path | None:
+    from datetime import UTC, datetime
+
+    from harness.models import cache_root
+
+    try:
+        folder = cache_root() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{command}.log"
+        path.write_text(f"python -m harness {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}", encoding="utf-8")
+        return path
+    except OSError:
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -86,11 +143,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.model:
         task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
     names = None
-    if args.strategies:
-        names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.strategies is not None:
+        names = [s.strip() for s in args.strategies.split(",")]
+        if not all(names):
+            raise HarnessError(f"--strategies {args.strategies!r}: an empty name (known: {', '.join(STRATEGY_NAMES)})")
         unknown = [s for s in names if s not in STRATEGY_NAMES]
         if unknown:
             raise HarnessError(f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(STRATEGY_NAMES)})")
+        if len(set(names)) != len(names):
+            raise HarnessError(f"--strategies {args.strategies!r}: a strategy is named twice")
     if args.allow_code_execution:
         bench = dataclasses.replace(task.config.benchmarks, allow_code_execution=True)
         task.config = dataclasses.replace(task.config, benchmarks=bench)
@@ -105,10 +166,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
+    from harness.rundir import require_complete
 
-    if not (args.run / "config.json").is_file():
-        raise HarnessError(f"{args.run}: not a run directory (no config.json)")
-    print(write_report(args.run))
+    print(write_report(require_complete(args.run)))
     return 0
 
 
@@ -140,26 +200,26 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_bless(args: argparse.Namespace) -> int:
     from harness.regress import bless
+    from harness.rundir import require_complete
 
+    require_complete(args.run)
     print(f"blessed {args.run} ({bless(args.run)})")
     return 0
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness import regress
+    from harness.rundir import require_complete
     from harness.runner import compare
     from harness.task import load_task
 
     if args.base or args.new:
         if not (args.base and args.new) or args.task:
             raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
-        base, new = args.base, args.new
-        for run in (base, new):
-            if not (run / "config.json").is_file():
-                raise HarnessError(f"{run}: not a run directory (no config.json)")
+        base, new = require_complete(args.base, "baseline run"), require_complete(args.new, "new run")
     elif args.task:
         task = load_task(args.task)
-        base = regress.blessed_run(Path(args.results) / task.config.name)
+        base = require_complete(regress.blessed_run(Path(args.results) / task.config.name), "blessed run")
         new = compare(task, Path(args.results), log=lambda m: print(m, file=sys.stderr, flush=True))
     else:
         raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -55,17 +57,86 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve_model(name: str) -> str:
-    """A path or hub id that `from_pretrained` accepts; embedded models are converted on first use."""
+def resolve_model(name: str, field: str = "model.name") -> str:
+    """A path or hub id that `from_pretrained` accepts; embedded models are converted on first use.
+
+    Fails within seconds, in one line naming `field`, for a missing local path, a folder that is not
+    a transformers model, an unknown embedded name, or a hub id that is neither cached nor reachable.
+    """
     if name.startswith("embedded:"):
         key = name.removeprefix("embedded:")
         if key not in EMBEDDED_GGUF:
-            raise HarnessError(f"unknown embedded model {name!r} (known: "
+            raise HarnessError(f"{field}: unknown embedded model {name!r} (known: "
                                f"{', '.join('embedded:' + k for k in EMBEDDED_GGUF)})")
         return str(convert_embedded_gguf(key))
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    return name
+    return _local_or_hub(name, field, "config.json", "a transformers model directory")
+
+
+def _local_or_hub(name: str, field: str, marker: str, kind: str) -> str:
+    if not name.strip():
+        raise HarnessError(f"{field}: empty model name")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise HarnessError(f"{field}: {name} is a file, not {kind}")
+        if not (path / marker).is_file():
+            raise HarnessError(f"{field}: {name} is not {kind} (no {marker} in it)")
+        return str(path.resolve())
+    if not HUB_ID.fullmatch(name) or name.startswith((".", "~")):
+        raise HarnessError(f"{field}: local model directory not found: {name}")
+    return _check_hub_id(name, field, marker)
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+"""`owner/name` or `name`, as the Hugging Face hub spells repository ids."""
+
+
+def _check_hub_id(repo_id: str, field: str, marker: str) -> str:
+    """A hub id is usable when its files are in the local hub cache, or the hub answers for it.
+
+    Without a network, the hub libraries retry for about a minute before failing; so the hub is
+    probed once, and when it cannot be reached the whole process goes offline (cached models still load).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, marker), str):
+        return repo_id
+    if not hub_reachable():
+        raise HarnessError(f"{field}: {repo_id!r} is not in the local Hugging Face cache and the hub is not "
+                           f"reachable (offline); download it first or give a local directory")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, marker, etag_timeout=10)
+    except GatedRepoError:
+        raise HarnessError(f"{field}: {repo_id!r} is gated: accept its license on the hub and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise HarnessError(f"{field}: no model {repo_id!r} on the hub (or it is private: set HF_TOKEN)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise HarnessError(f"{field}: {repo_id!r}: cannot fetch {marker} from the hub: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return repo_id
+
+
+@cache
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One TCP connection to the hub (HF_ENDPOINT); offline mode for the process when it fails."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # for child processes (the training worker)
+        constants.HF_HUB_OFFLINE = True
+        return False
 
 
 def convert_embedded_gguf(key: str) -> Path:
@@ -124,11 +195,12 @@ def _align_special_tokens(tokenizer, config) -> None:
             setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
 
 
-def resolve_sentence_model(name: str) -> str:
+def resolve_sentence_model(name: str, field: str = "rag.embedding_model") -> str:
     """A path or id for sentence-transformers; `embedded:all-MiniLM-L6-v2` loads from its package."""
     if name.startswith("embedded:"):
         key = name.removeprefix("embedded:")
         if key not in EMBEDDED_SENTENCE_MODELS:
-            raise HarnessError(f"unknown embedded embedding model {name!r}")
+            raise HarnessError(f"{field}: unknown embedded embedding model {name!r} (known: "
+                               f"{', '.join('embedded:' + k for k in EMBEDDED_SENTENCE_MODELS)})")
         return str(package_dir(EMBEDDED_SENTENCE_MODELS[key]) / "model")
-    return name
+    return _local_or_hub(name, field, "config.json", "a sentence-transformers model directory")

@@ -17,13 +17,41 @@ import pandas as pd
 from harness import cost as cost_model
 from harness import verdict as verdict_rule
 from harness.config import TaskConfig
+from harness.errors import HarnessError
 from harness.stats import compare_strategies
 
 SCHEMA_VERSION = 1
 
 
 def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """A JSON file of a run, None when absent; a damaged one is named in one line (HarnessError)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path}: damaged run file (not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path}:{exc.lineno}: damaged run file: {exc.msg}") from None
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path}: damaged run file (not UTF-8)") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path}:{number}: damaged run file: {exc.msg}") from None
+        if not isinstance(record, dict) or "id" not in record or "score" not in record:
+            raise HarnessError(f"{path}:{number}: damaged run file: a prediction needs 'id' and 'score'")
+        records.append(record)
+    return records
 
 
 def _with_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +64,8 @@ def _with_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     config = _read(run_dir / "config.json")
-    if config is None:
-        raise FileNotFoundError(f"{run_dir}/config.json: not a run directory")
+    if not isinstance(config, dict):
+        raise HarnessError(f"{run_dir}/config.json: not a run directory (missing or not a JSON object)")
     config = _with_defaults(config, dataclasses.asdict(TaskConfig()))
     run = _read(run_dir / "run.json") or {}
     metrics, items = {}, {}
@@ -46,13 +74,14 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             "strategy": name, "status": "not run: no metrics.json (interrupted?)"}
         pred_path = run_dir / name / "predictions.jsonl"
         if metrics[name].get("status") == "ok" and pred_path.is_file():
-            items[name] = [json.loads(line) for line in pred_path.read_text(encoding="utf-8").splitlines()]
+            items[name] = _read_jsonl(pred_path)
     return {"config": config, "run": run, "split": _read(run_dir / "split.json") or {},
             "environment": _read(run_dir / "environment.json") or {}, "metrics": metrics, "items": items,
             "benchmarks": _read(run_dir / "benchmarks.json") or {}}
 
 
-def analyze(run_dir: Path) -> dict[str, Any]:
+def analyze(run_dir: Path, final_dir: Path | None = None) -> dict[str, Any]:
+    """Everything the report shows; `final_dir` is where the run will live when it is still staged."""
     run = load_run(run_dir)
     cfg, metrics, env = run["config"], run["metrics"], run["environment"]
     ok = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
@@ -72,8 +101,8 @@ def analyze(run_dir: Path) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "task": cfg["name"],
         "description": cfg.get("description", ""),
-        "run_dir": str(run_dir),
-        "run_id": run_dir.name,
+        "run_dir": str(final_dir or run_dir),
+        "run_id": (final_dir or run_dir).name,
         "scorer": cfg["scorer"],
         "warnings": run["split"].get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics),
         "split": sizes,
@@ -246,11 +275,11 @@ def _details(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def write_report(run_dir: Path) -> Path:
+def write_report(run_dir: Path, final_dir: Path | None = None) -> Path:
     """Write report.json, report.md and report.html; return the Markdown path."""
     from harness.report_html import render_html
 
-    a = analyze(run_dir)
+    a = analyze(run_dir, final_dir)
     (run_dir / "report.json").write_text(json.dumps(a, indent=2, ensure_ascii=False, default=str) + "\n",
                                          encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(a, matrix(a)), encoding="utf-8")

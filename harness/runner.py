@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 from harness import environment
 from harness.backends import Backend, load_backend
 from harness.data import Example
-from harness.errors import NotRun
+from harness.errors import HarnessError, NotRun
 from harness.metrics import summarize
 from harness.models import resolve_model
+from harness.rundir import check_results_root, staged_run, write_json, write_manifest
 from harness.scoring import SCORERS
 from harness.task import Task
 
@@ -40,30 +39,19 @@ RESULTS_DIR = Path("results")
 NOT_IMPLEMENTED = "not run: this strategy is not implemented in this version of the harness"
 
 
-def new_run_dir(root: Path, task_name: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    while True:
-        path = root / task_name / f"{stamp}-{token_hex(3)}"
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            continue
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
             limit: int | None = None, log=print, use_cache: bool = True, run_benchmarks: bool = True) -> Path:
-    """Run the task's strategies; return the run directory."""
+    """Run the task's strategies; return the run directory.
+
+    Everything that can be checked before the run is (results folder, model, strategies' own
+    preconditions): bad input stops here, before a run directory exists. The run is then written
+    in a staging folder and renamed into place complete (harness/rundir.py).
+    """
     import strategies as registry
     from harness.report import write_report
 
     cfg = task.config
+    check_results_root(results_root)
     test = task.data.test
     limit = limit or cfg.data.limit_test
     if limit:
@@ -72,51 +60,67 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     for warning in task.data.warnings:
         log(f"warning: {warning}")
 
-    run_dir = new_run_dir(results_root, cfg.name)
-    log(f"run directory: {run_dir}")
-    write_json(run_dir / "config.json", dataclasses.asdict(cfg))
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
-                                      "limit_test": limit, "generation_cache": use_cache, "started": started})
-    write_json(run_dir / "split.json", _split_record(task, test))
+    backend = _model_loader(cfg, log, use_cache)
+    backend()  # the model resolves and its tokenizer loads now, or the run does not start
+    created = {name: registry.create(name) for name in names if registry.available(name)}
+    for strategy in created.values():
+        if hasattr(strategy, "preflight"):
+            strategy.preflight(cfg, task.folder)
 
+    with staged_run(results_root, cfg.name) as (run_dir, final_dir):
+        log(f"run directory: {final_dir} (written in {run_dir.parent} until complete)")
+        write_json(run_dir / "config.json", dataclasses.asdict(cfg))
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
+                                          "limit_test": limit, "generation_cache": use_cache, "started": started})
+        write_json(run_dir / "split.json", _split_record(task, test))
+        summaries: dict[str, dict[str, Any]] = {}
+        for name in names:
+            out_dir = run_dir / name
+            out_dir.mkdir()
+            if name not in created:
+                summaries[name] = {"strategy": name, "status": NOT_IMPLEMENTED}
+                write_json(out_dir / "metrics.json", summaries[name])
+                log(f"[{name}] {NOT_IMPLEMENTED}")
+                continue
+            summaries[name] = run_strategy(name, created[name], task, test, out_dir, backend, log, use_cache)
+
+        if run_benchmarks:
+            write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend, run_dir))
+        write_json(run_dir / "environment.json", environment.capture(backend()))
+        write_report(run_dir, final_dir)
+        write_manifest(run_dir, {"task": cfg.name, "strategies": names, "test_items": len(test),
+                                 "finished": datetime.now(UTC).isoformat(timespec="seconds")})
+    return final_dir
+
+
+def _model_loader(cfg, log, use_cache: bool) -> Callable[[], Backend]:
+    """The run's shared backend, loaded once; any failure to load is the user's model, in one line."""
     @cache
     def backend() -> Backend:
         path = resolve_model(cfg.model.name)
         log(f"[model] {cfg.model.name} ({path})")
-        return load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
-                            threads=cfg.model.threads, use_cache=use_cache)
+        try:
+            loaded = load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
+                                  threads=cfg.model.threads, use_cache=use_cache)
+            loaded.render([{"role": "user", "content": "ping"}])
+        except HarnessError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a model that does not load is bad input, said in one line
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+            raise HarnessError(f"model.name: {cfg.model.name} ({path}) does not load as a chat model: "
+                               f"{reason[:300]}") from None
+        return loaded
 
-    summaries: dict[str, dict[str, Any]] = {}
-    for name in names:
-        out_dir = run_dir / name
-        out_dir.mkdir()
-        if not registry.available(name):
-            summaries[name] = {"strategy": name, "status": NOT_IMPLEMENTED}
-            write_json(out_dir / "metrics.json", summaries[name])
-            log(f"[{name}] {NOT_IMPLEMENTED}")
-            continue
-        summaries[name] = run_strategy(name, task, test, registry, out_dir, backend, log, use_cache)
-
-    if run_benchmarks:
-        write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend))
-    env = environment.capture(backend() if backend.cache_info().currsize else None)
-    write_json(run_dir / "environment.json", env)
-    write_report(run_dir)
-    write_json(run_dir / "manifest.json", {
-        "task": cfg.name, "strategies": names, "test_items": len(test),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "files": sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()),
-    })
-    return run_dir
+    return backend
 
 
-def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: Path, backend, log,
+def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: Path, backend, log,
                  use_cache: bool = True) -> dict:
     from strategies import StrategyContext
 
     cfg = task.config
-    strategy = registry.create(name)
     ctx = StrategyContext(cfg, task.folder, out_dir, backend, use_cache)
     log(f"[{name}] fit on {len(task.data.train)} train / {len(task.data.dev)} dev examples")
     try:
@@ -152,8 +156,8 @@ def run_strategy(name: str, task: Task, test: list[Example], registry, out_dir: 
     return summary
 
 
-def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None
-                       ) -> dict[str, Any]:
+def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None,
+                       run_dir: Path | None = None) -> dict[str, Any]:
     """MMLU/HumanEval on the weights the strategies used: base (prompt, rag) and base + adapter
     (finetune): two passes at most, each cached by lm-eval inputs. Forgetting = tuned vs base.
 
@@ -167,6 +171,8 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
     base_path = resolve_model(cfg.model.name)
     by_strategy = {n: "base" for n in ok if n != "finetune"}
     adapter = (ok.get("finetune", {}).get("fit", {}).get("details") or {}).get("adapter_dir")
+    if adapter and run_dir is not None:
+        adapter = str(run_dir / adapter)  # recorded relative to the run directory, which is renamed when done
     options: dict[str, Any] = {"threads": cfg.model.threads}
     if cfg.model.dtype != "auto":
         options["model_args"] = {"dtype": cfg.model.dtype}
@@ -208,6 +214,3 @@ def _split_record(task: Task, test: list[Example]) -> dict[str, Any]:
         "contamination": data.contamination,
     }
 
-
-def eprint(*args: object) -> None:
-    print(*args, file=sys.stderr, flush=True)

@@ -40,6 +40,9 @@ class StrategyContext:
 class Strategy(Protocol):
     """`fit` may raise `harness.errors.NotRun` to be reported as "not run: <why>".
 
+    Optionally a strategy defines `preflight(config, task_dir)`: checks of its own input that raise
+    `HarnessError` before the run directory exists (e.g. RAG's embedding model resolves).
+
     Optionally a strategy defines `label_metrics(predictions, examples) -> dict`: figures that need
     the test labels (e.g. retrieval hit@k), computed by the runner after all answers are in.
     """

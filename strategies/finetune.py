@@ -75,7 +75,9 @@ class FinetuneStrategy:
             "memory_peak_gb": round(fit["memory_peak_bytes"] / GB, 2),
             "memory_plan": spec.memory_plan, "sessions": fit["sessions"],
             "resumed_from_epoch": None if fit["cache_hit"] else fit["sessions"][-1]["resumed_from_epoch"],
-            "adapter_dir": str(self.adapter_dir), "loss_curve_files": ["loss_curve.json", "loss_curve.png"],
+            # Relative to the run directory: the run is written in a staging folder, then renamed.
+            "adapter_dir": self.adapter_dir.relative_to(out.parent).as_posix(),
+            "loss_curve_files": ["loss_curve.json", "loss_curve.png"],
             # Columnar, for the report's plot: epoch 0 is the validation loss before training.
             "loss_curve": {key: [e[key] for e in fit["epochs"]] for key in ("epoch", "train_loss", "eval_loss")},
             "cache_key": key, "cache_dir": spec.work_dir, **counts,
@@ -87,7 +89,7 @@ class FinetuneStrategy:
             merged = out / "merged"
             if not merged.exists():
                 merge_adapter(model_path, self.adapter_dir, merged, self._answer_dtype(cfg, device))
-            details["merged_dir"] = str(merged)
+            details["merged_dir"] = merged.relative_to(out.parent).as_posix()
         return FitRecord(time.perf_counter() - began, device, details)
 
     def _prepare(self, train: list[Example], dev: list[Example], ctx: StrategyContext, model_path: str,

@@ -10,12 +10,15 @@ long retrieval and generation took; `label_metrics` scores retrieval against the
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.config import TaskConfig
 from harness.data import Example, Query
 from harness.errors import NotRun
+from harness.models import resolve_sentence_model
 from harness.prompting import build_messages
 from harness.records import FitRecord, Message, Prediction
 from harness.retrieval.chunking import Chunk
@@ -39,6 +42,10 @@ class RagStrategy:
         self.corpus: Corpus | None = None
         self.k = 0
         self.docs = "docs"
+
+    def preflight(self, config: TaskConfig, task_dir: Path) -> None:
+        """Before the run starts: the embedding model must resolve (a bad one is the user's input)."""
+        resolve_sentence_model(config.rag.embedding_model)
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
         """Draw the prompt strategy's shots, then load (or build once) the chunk store and index."""

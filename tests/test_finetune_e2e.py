@@ -132,7 +132,8 @@ def test_loss_falls_and_the_fit_record_has_the_facts(trained):
     assert details["memory_estimate_bytes"] > 5e8 and details["memory_peak_bytes"] > 5e8
     assert details["tokens_per_s"] > 0 and details["train_seconds"] > 0 and not details["cache_hit"]
     out = trained["ctx"].out_dir
-    assert Path(details["adapter_dir"]) == out / "adapter" and (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert out.parent / details["adapter_dir"] == out / "adapter"
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
     curve = json.loads((out / "loss_curve.json").read_text())
     assert curve["epochs"] == details["epochs"] and (out / "loss_curve.png").stat().st_size > 5000
 
@@ -145,13 +146,14 @@ def test_adapter_and_merged_model_give_the_same_greedy_answers(trained, task):
 
     path = resolve_model(task.config.model.name)
     base = TransformersBackend(path, use_cache=False)
-    merged = TransformersBackend(trained["record"].details["merged_dir"], use_cache=False)
+    run_dir = trained["ctx"].out_dir.parent  # fit records paths relative to the run directory
+    merged = TransformersBackend(str(run_dir / trained["record"].details["merged_dir"]), use_cache=False)
     trained_on, _ = split_dev(select_examples(task.data.train, 16, 0), task.data.dev, 0)
     examples = trained_on[:1] + task.data.test[:3]
     conversations = [build_messages(e, task.config.prompt, []) for e in examples]
     before = [g.text for g in base.generate(conversations, 24, ["\n"], 4)]
     weights = base.model
-    with base.adapter(trained["record"].details["adapter_dir"], "test+adapter") as tuned:
+    with base.adapter(str(run_dir / trained["record"].details["adapter_dir"]), "test+adapter") as tuned:
         first = [g.text for g in tuned.generate(conversations, 24, ["\n"], 4)]
         assert tuned.model.base_model.model is weights  # the adapter sits on the base backend's model
     assert first == [g.text for g in merged.generate(conversations, 24, ["\n"], 4)]
@@ -249,7 +251,7 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
 
     shared_tuned, shared_base = logliks(tuned), logliks(base)
     assert shared_tuned != pytest.approx(shared_base, abs=1e-3)
-    adapter = json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]["adapter_dir"]
+    adapter = run_dir / json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]["adapter_dir"]
     reference = run_general_benchmarks(resolve_model(task.config.model.name), adapter, task.config.benchmarks,
                                        lambda *a: None, use_cache=False)["mmlu"]  # rewrites the same cache entry
     assert reference["items"] == tuned["items"] and logliks(reference) == pytest.approx(shared_tuned, abs=1e-3)
