@@ -136,9 +136,11 @@ def _write_crash_log(command: str) -> Path | None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.config import STRATEGY_NAMES
     from harness.report import terminal_summary
+    from harness.rundir import check_results_root
     from harness.runner import compare
     from harness.task import load_task
 
+    check_results_root(Path(args.results))
     task = load_task(args.task, allow_contamination=args.allow_contamination)
     if args.model:
         task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
@@ -209,7 +211,7 @@ def cmd_bless(args: argparse.Namespace) -> int:
 
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness import regress
-    from harness.rundir import require_complete
+    from harness.rundir import check_results_root, require_complete
     from harness.runner import compare
     from harness.task import load_task
 
@@ -218,6 +220,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
             raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
         base, new = require_complete(args.base, "baseline run"), require_complete(args.new, "new run")
     elif args.task:
+        check_results_root(Path(args.results))
         task = load_task(args.task)
         base = require_complete(regress.blessed_run(Path(args.results) / task.config.name), "blessed run")
         new = compare(task, Path(args.results), log=lambda m: print(m, file=sys.stderr, flush=True))
