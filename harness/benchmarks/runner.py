@@ -252,7 +252,7 @@ def _tasks_fingerprint(name: str) -> str:
     """The task definitions (and, for HumanEval, the sandbox) the result depends on."""
     files = [p for p in sorted(TASKS_DIR.iterdir()) if p.is_file() and p.suffix in (".yaml", ".py", "")]
     if name == "humaneval":
-        files += [Path(sandbox.__file__), sandbox.CHILD]
+        files += [Path(sandbox.__file__), sandbox.CHILD, Path(sandbox.__file__).with_name("seccomp.py")]
     return _hash([[f.name, f.read_text()] for f in files])
 
 
