@@ -2,19 +2,27 @@
 
 Each section is a frozen dataclass whose fields carry `metadata={"help": ...}`; `load_task_config`
 parses the YAML once, at the edge, and rejects unknown keys, wrong types and out-of-range values
-with a one-line error that names the file, the line and the dotted field.
+with a one-line error that names the file, the line and the dotted field. It also refuses what PyYAML
+would take silently or slowly (duplicate keys, tags, alias bombs, deep nesting), non-finite numbers,
+paths that leave the task folder, unsafe task names and templates that str.format would not fill.
 `python -m harness keys` prints this reference (the README's table is generated from it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import reprlib
+import string
 import types
 import typing
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -24,6 +32,23 @@ DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 STRATEGY_NAMES = ("prompt", "rag", "finetune")
 SCORER_NAMES = ("exact_match", "token_f1", "rouge_l", "choice_letter", "contains")
 DOCS_CHANGE = ("unknown", "never", "yearly", "monthly", "weekly", "daily")
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest task.yaml read (a real one is a few KB)."""
+MAX_YAML_VALUES = 5_000
+"""Most YAML values in task.yaml, also with aliases expanded (a bound on "billion laughs" alias bombs); the
+schema has about 100 keys."""
+MAX_YAML_DEPTH = 16
+"""Deepest YAML nesting (the schema needs 3 levels): stops recursive aliases."""
+MAX_NAME_CHARS = 100
+INT_LIMIT = 2**63 - 1
+"""Largest integer value: torch and numpy take int64."""
+PATH_KEYS = ("data.file", "data.train", "data.test", "data.dev", "docs")
+"""Keys that name a path, which must resolve inside the task folder."""
+TEMPLATES = {"prompt.template": (("instruction", "input"), None), "rag.context_template": (("passages",), "passages")}
+"""Template keys: (allowed placeholders, required placeholder)."""
+_SHOW = reprlib.Repr()  # repr for error messages: long values and aliased lists stay short
+_SHOW.maxstring = _SHOW.maxother = 80
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
@@ -202,49 +227,210 @@ class TaskConfig:
 
 def load_task_config(path: Path) -> TaskConfig:
     """Parse task.yaml into a TaskConfig; a missing `name` becomes the folder name."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        raise ConfigError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if root is None:
-        cfg = TaskConfig()
-    else:
-        cfg = _build(TaskConfig, root, path, "")
+    root = _compose(path)
+    lines = _check_tree(root, path)
+    cfg = TaskConfig() if root is None else _build(TaskConfig, root, path, "")
     if not cfg.name:
-        cfg = dataclasses.replace(cfg, name=path.parent.name)
-    _check_data_files(cfg, path, _key_lines(root, ""))
-    return cfg
+        cfg = dataclasses.replace(cfg, name=path.parent.resolve().name)
 
-
-def _key_lines(node: yaml.Node | None, prefix: str) -> dict[str, int]:
-    """Line number (1-based) of every key in the YAML tree, by dotted name."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            dotted = prefix + str(key_node.value)
-            lines[dotted] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, dotted + "."))
-    return lines
-
-
-def _check_data_files(cfg: TaskConfig, path: Path, lines: dict[str, int]) -> None:
-    data = cfg.data
-
-    def fail(key: str, problem: str) -> None:
+    def fail(key: str, problem: str) -> NoReturn:
         line = lines.get(key, lines.get(key.split(".")[0], 1))
         raise ConfigError(f"{path}:{line}: field '{key}': {problem}")
 
+    if problem := _name_problem(cfg.name):
+        fail("name", f"{_SHOW.repr(cfg.name)} {problem}; it names the folder results/<name>/"
+             + ("" if "name" in lines else " (taken from the task folder: set `name:`)"))
+    for key, (allowed, required) in TEMPLATES.items():
+        if problem := _template_problem(functools.reduce(getattr, key.split("."), cfg), allowed, required):
+            fail(key, problem)
+    _check_paths(cfg, path.parent, fail)
+    return cfg
+
+
+def _compose(path: Path) -> yaml.Node | None:
+    """The YAML node tree of `path`, read only when it is small and UTF-8."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}:1: field '<root>': cannot read the file ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}:1: field '<root>': file is over {MAX_CONFIG_BYTES:,} bytes (settings only, "
+                          f"data goes in data files)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        field_name = _key_on_line(raw.decode("utf-8-sig", "replace"), line, path)
+        raise ConfigError(f"{path}:{line}: field '{field_name}': not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                          f"save the file as UTF-8") from None
+    try:
+        loader = _ShallowLoader(text)  # checks the characters
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}:{line}: invalid YAML: character U+{exc.character:04X} is not allowed") from None
+    try:
+        return loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{path}:{line}: invalid YAML: {_one_line(getattr(exc, 'problem', None) or exc)}") from None
+    finally:
+        loader.dispose()
+
+
+class _ShallowLoader(yaml.SafeLoader):
+    """SafeLoader that stops at MAX_YAML_VALUES values or MAX_YAML_DEPTH levels of nesting, while composing.
+
+    Pure-Python PyYAML takes about 60 us a value (1 MB of "[1,1,...]" takes 30 s), its scanner slows down
+    with each [ or { level (1 MB of "[[[]]]" takes minutes), and its recursive composer overflows the stack.
+    """
+
+    depth = 0
+    values = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level >= MAX_YAML_DEPTH:
+            self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        self.values += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+            if self.values > MAX_YAML_VALUES:
+                self._refuse(f"more than {MAX_YAML_VALUES:,} values", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    @staticmethod
+    def _refuse(problem: str, mark: yaml.Mark) -> NoReturn:
+        raise yaml.composer.ComposerError(None, None, problem, mark)
+
+
+def _check_tree(root: yaml.Node | None, path: Path) -> dict[str, int]:
+    """Line (1-based) of every key by dotted name, after refusing what PyYAML would take silently or slowly.
+
+    That is: tags beyond plain YAML types (`!!python/...`, `!foo`), duplicate keys (PyYAML keeps the last),
+    keys that are not plain names, and aliases that expand past MAX_YAML_VALUES values ("billion laughs") or
+    MAX_YAML_DEPTH levels (a recursive alias). An alias is the anchored node itself, so counting visits counts
+    the expanded tree, and the walk stops at the bound instead of expanding it.
+    """
+    lines: dict[str, int] = {}
+    visits = 0
+
+    def visit(node: yaml.Node, dotted: str, depth: int) -> None:
+        nonlocal visits
+        visits += 1
+        where = f"{path}:{node.start_mark.line + 1}: field '{dotted or '<root>'}'"
+        if visits > MAX_YAML_VALUES or depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where}: YAML expands to over {MAX_YAML_VALUES:,} values or {MAX_YAML_DEPTH} levels "
+                              f"(aliases of aliases?)")
+        if node.tag == "tag:yaml.org,2002:merge":
+            raise ConfigError(f"{where}: merge keys (<<) are not supported; write the keys out")
+        if node.tag not in yaml.SafeLoader.yaml_constructors:
+            raise ConfigError(f"{where}: YAML tag {_SHOW.repr(node.tag)} is not allowed (plain values only)")
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                visit(item, f"{dotted}[{i}]", depth + 1)
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError(f"{path}:{line}: field '{dotted or '<root>'}': a key must be a plain name")
+                visit(key_node, dotted, depth + 1)
+                name = f"{dotted}.{key_node.value}" if dotted else key_node.value
+                if key_node.value in seen:
+                    raise ConfigError(f"{path}:{line}: field '{_one_line(name)}': duplicate key (first at line "
+                                      f"{seen[key_node.value]}); keep one")
+                seen[key_node.value] = line
+                lines.setdefault(name, line)
+                visit(value_node, name, depth + 1)
+
+    if root is not None:
+        visit(root, "", 0)
+    return lines
+
+
+def _key_on_line(text: str, line: int, path: Path) -> str:
+    """The key whose value is on `line` (the last key at or above it); '<root>' when unknown."""
+    try:
+        lines = _check_tree(yaml.compose(text, Loader=_ShallowLoader), path)
+    except (yaml.YAMLError, ConfigError, RecursionError):
+        return "<root>"
+    return max(((n, key) for key, n in lines.items() if n <= line), default=(0, "<root>"))[1]
+
+
+def _one_line(value: object, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip() or name != name.strip():
+        return "must not be empty or start or end with a blank"
+    if name in (".", "..") or name.startswith("."):
+        return "must not start with a dot"
+    if "/" in name or "\\" in name:
+        return "must not contain a path separator"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is longer than {MAX_NAME_CHARS} characters"
+    if any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name):
+        return "must not contain control, invisible or non-space blank characters"
+    return None
+
+
+def _template_problem(template: str, allowed: tuple[str, ...], required: str | None) -> str | None:
+    """Why str.format would fail or misfill `template` with only `allowed` fields, or None."""
+    braces = "write a literal brace as {{ or }}"
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return f"a lone '{{' or '}}'; {braces}"
+    for name, spec, conversion in fields:
+        if name not in allowed:
+            known = ", ".join("{" + a + "}" for a in allowed)
+            return f"unknown placeholder {_SHOW.repr('{' + name + '}')} (allowed: {known}); {braces}"
+        if spec or conversion:
+            return f"placeholder {{{name}}} takes no format spec or conversion"
+    if required and required not in {name for name, _, _ in fields}:
+        return f"must contain {{{required}}}"
+    return None
+
+
+def _check_paths(cfg: TaskConfig, folder: Path, fail: Callable[[str, str], NoReturn]) -> None:
+    """Data files exist; data and docs resolve (symlinks too) inside the task folder; docs hold no test data."""
+    data = cfg.data
     if data.file and (data.train or data.test):
         fail("data.file", "give either `file` (split by the harness) or `train` and `test`, not both")
     if not data.file and not (data.train and data.test):
         fail("data", "needs `file`, or both `train` and `test`")
-    for key in ("file", "train", "test", "dev"):
-        name = getattr(data, key)
-        if name and not (path.parent / name).is_file():
-            fail(f"data.{key}", f"file not found: {path.parent / name}")
+    root = folder.resolve()
+    targets: dict[str, Path] = {}
+    for key in PATH_KEYS:
+        name = functools.reduce(getattr, key.split("."), cfg)
+        if key != "docs" and not name:
+            continue
+        if "\0" in name or Path(name).is_absolute():
+            fail(key, f"{_SHOW.repr(name)}: give a path relative to the task folder")
+        try:
+            target = (root / name).resolve()
+        except (OSError, RuntimeError):
+            fail(key, f"{_SHOW.repr(name)} cannot be resolved (a symlink loop?)")
+        if not target.is_relative_to(root):
+            fail(key, f"{_SHOW.repr(name)} resolves outside the task folder ({target})")
+        if key != "docs" and target.is_dir():
+            fail(key, f"{_SHOW.repr(name)} is a folder, not a file")
+        if key != "docs" and not target.is_file():
+            fail(key, f"file not found: {folder / name}" if not target.exists() else "not a regular file")
+        targets[key] = target
+    for key in ("data.file", "data.test"):
+        if key in targets and targets[key].is_relative_to(targets["docs"]):
+            fail("docs", f"the docs folder holds {key} ({targets[key].name}): RAG would retrieve the test answers")
 
 
 def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
@@ -258,7 +444,7 @@ def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
         key = key_node.value
         dotted = prefix + key
         if key not in fields:
-            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{dotted}': unknown key "
+            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{_one_line(dotted)}': unknown key "
                               f"(allowed: {', '.join(fields)})")
         values[key] = _convert(hints[key], value_node, fields[key].metadata, path, dotted)
     return cls(**values)
@@ -268,7 +454,13 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
     where = f"{path}:{node.start_mark.line + 1}: field '{dotted}'"
     if dataclasses.is_dataclass(hint):
         return _build(hint, node, path, dotted + ".")
-    value = yaml.SafeLoader("").construct_object(node, deep=True)
+    if node.tag == "tag:yaml.org,2002:int" and len(node.value) > 100:
+        raise ConfigError(f"{where}: an integer of {len(node.value):,} digits is out of range (at most {INT_LIMIT:,})")
+    try:
+        value = yaml.SafeLoader("").construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        # ValueError: e.g. an integer past Python's digit limit, or a date like 2024-13-45.
+        raise ConfigError(f"{where}: unreadable value ({_one_line(getattr(exc, 'problem', None) or exc)})") from None
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in options:
@@ -277,27 +469,50 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
     base = next(o for o in options if o is not type(None))
     if typing.get_origin(base) is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-        for v in value:
-            _check(v, meta, where)
+            raise ConfigError(f"{where}: expected a list of strings, got {_SHOW.repr(value)}")
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            item_where = f"{path}:{node.value[i].start_mark.line + 1}: field '{dotted}'"
+            if not item:
+                raise ConfigError(f"{item_where}: item {i + 1} is an empty string (as a stop string it would cut "
+                                  f"every answer)")
+            if item in seen:
+                raise ConfigError(f"{item_where}: {_SHOW.repr(item)} is listed twice")
+            seen.add(item)
+            _check(item, meta, item_where)
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        raise ConfigError(f"{where}: {_SHOW.repr(value)} is out of range (at most {INT_LIMIT:,})")
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if base is bool and not isinstance(value, bool) or base is not bool and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {base.__name__}, got {value!r}")
     if not isinstance(value, base):
-        raise ConfigError(f"{where}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {base.__name__}, got {type(value).__name__} {_SHOW.repr(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value}")
     _check(value, meta, where)
     return value
 
 
 def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
+    if isinstance(value, str) and not _is_unicode(value):
+        raise ConfigError(f"{where}: not valid Unicode (a lone surrogate such as \\ud800)")
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
+        raise ConfigError(f"{where}: {_SHOW.repr(value)} is not one of {', '.join(meta['choices'])}")
     if "min" in meta and value < meta["min"]:
         raise ConfigError(f"{where}: {value!r} is below the minimum {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{where}: {value!r} is above the maximum {meta['max']}")
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a lone surrogate ("\\ud800" in YAML or JSON), which crashes any UTF-8 write later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def config_reference(cls: type = TaskConfig, prefix: str = "") -> list[tuple[str, str, str]]:

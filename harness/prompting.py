@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import string
+
 from harness.config import PromptConfig
 from harness.data import Example, Query
 from harness.records import Message
 
 
 def render_user_turn(query: Query, template: str) -> str:
-    """The user message of a query; chat-format data (no `input`) keeps its own message text."""
-    if not query.input:
-        # Drop "{input}" and the separator before it, so an empty input leaves no dangling blank lines.
-        head = template.split("{input}")[0].rstrip()
-        return head.format(instruction=query.instruction) if "{instruction}" in head else query.instruction
-    return template.format(instruction=query.instruction, input=query.input)
+    """The user message of a query; chat-format data (no `input`) keeps its own message text.
+
+    The template is parsed as str.format parses it ({{ and }} are literal braces), but filled piece by
+    piece: braces inside the instruction or input are text, never placeholders.
+    """
+    pieces: list[str] = []
+    has_instruction = False
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pieces.append(literal)
+        if name == "input" and not query.input:
+            # Stop before an empty input, dropping its separator, so no dangling blank lines are left.
+            return "".join(pieces).rstrip() if has_instruction else query.instruction
+        if name == "instruction":
+            pieces.append(query.instruction)
+            has_instruction = True
+        elif name == "input":
+            pieces.append(query.input)
+        elif name is not None:
+            raise ValueError(f"template placeholder {{{name}}} is not {{instruction}} or {{input}}")
+    return "".join(pieces) if has_instruction or query.input else query.instruction
 
 
 def build_messages(query: Query, prompt: PromptConfig, shots: list[Example] = (),  # type: ignore[assignment]

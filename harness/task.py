@@ -1,15 +1,24 @@
-"""A task on disk: `tasks/<name>/task.yaml` + data files + docs/, loaded and validated in one call."""
+"""A task on disk: `tasks/<name>/task.yaml` + data files + docs/, loaded and validated in one call.
+
+Beyond each file's own checks (harness.data), the task checks its splits together: train/test
+contamination (exact and near-duplicate prompts), disjoint ids, duplicate examples and data size.
+"""
 
 from __future__ import annotations
 
+import string
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.config import TaskConfig, load_task_config
-from harness.data import TaskData, check_contamination, load_examples, size_warnings, split_by_hash
+from harness.data import Example, Query, TaskData, load_examples, split_by_hash
 from harness.errors import DataError, HarnessError
 
 TASKS_DIR = Path("tasks")
+MIN_RECOMMENDED_TRAIN = 500
+MIN_SAFE_TRAIN = 200
 
 
 @dataclass
@@ -75,7 +84,30 @@ def load_task_data(cfg: TaskConfig, folder: Path, allow_contamination: bool) -> 
         warnings.append(f"{len(contamination['near_duplicates'])} of {len(test)} test items are near-duplicates "
                         f"of training items (word {d.near_duplicate_ngram}-gram overlap >= 50%)")
     _check_disjoint_ids(train + dev, test)
+    warnings += duplicate_warnings(train + dev, d.train or d.file or "", "training examples")
+    warnings += duplicate_warnings(test, d.test or d.file or "", "test items")
     return TaskData(train, dev, test, formats, warnings, contamination)
+
+
+def duplicate_warnings(examples: list[Example], label: str, kind: str) -> list[str]:
+    """One warning counting examples identical to an earlier one (ids aside): they weigh double in training or
+    scoring, and a split by id hash can put copies on both sides."""
+    first: dict[tuple, Example] = {}
+    copies: list[tuple[Example, Example]] = []
+    for ex in sorted(examples, key=_file_order):
+        key = (ex.system, ex.history, ex.instruction, ex.input, ex.output)
+        if key in first:
+            copies.append((ex, first[key]))
+        else:
+            first[key] = ex
+    if not copies:
+        return []
+    return [f"{label}: {len(copies)} duplicate {kind} (first: {copies[0][0].origin} = {copies[0][1].origin})"]
+
+
+def _file_order(ex: Example) -> tuple[str, int]:
+    path, _, line = ex.origin.rpartition(":")
+    return path, int(line) if line.isdigit() else 0
 
 
 def _check_disjoint_ids(train: list, test: list) -> None:
@@ -85,3 +117,53 @@ def _check_disjoint_ids(train: list, test: list) -> None:
         if ex.id in train_ids:
             raise DataError(f"{ex.origin}: field 'id': {ex.id!r} is also a training example "
                             f"({train_ids[ex.id].origin}); ids must be unique across splits")
+
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalize_prompt(q: Query) -> str:
+    parts = [c for _, c in q.history] + [q.instruction, q.input]
+    return " ".join(" ".join(parts).lower().translate(_PUNCT).split())
+
+
+def check_contamination(train: list[Example], test: list[Example], n: int) -> dict[str, Any]:
+    """Exact prompt overlaps (ids) and near-duplicates (shared word n-grams) between train and test.
+
+    N-grams that occur in more than 10% of training items are template boilerplate ("Answer in one
+    sentence") and don't count; a test item is a near-duplicate when at least half of its remaining
+    n-grams occur in train.
+    """
+    train_prompts: dict[str, Example] = {normalize_prompt(e): e for e in train}
+    exact = [(t, train_prompts[p]) for t in test if (p := normalize_prompt(t)) in train_prompts]
+
+    def grams(ex: Example) -> set[tuple[str, ...]]:
+        words = (normalize_prompt(ex) + " " + ex.output.lower().translate(_PUNCT)).split()
+        return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+    doc_freq: Counter[tuple[str, ...]] = Counter()
+    train_grams: set[tuple[str, ...]] = set()
+    for ex in train:
+        g = grams(ex)
+        doc_freq.update(g)
+        train_grams |= g
+    boiler = {g for g, c in doc_freq.items() if c > max(2, 0.1 * len(train))}
+    near = []
+    for ex in test:
+        g = grams(ex) - boiler
+        if g and len(g & train_grams) / len(g) >= 0.5:
+            near.append(ex.id)
+    return {
+        "exact_overlap": [{"test": t.origin, "train": r.origin, "id": t.id} for t, r in exact],
+        "near_duplicates": near,
+        "ngram": n,
+        "test_items": len(test),
+    }
+
+
+def size_warnings(n_train: int) -> list[str]:
+    if n_train < MIN_SAFE_TRAIN:
+        return [f"only {n_train} training examples: fewer than {MIN_SAFE_TRAIN} often overfits a fine-tune"]
+    if n_train < MIN_RECOMMENDED_TRAIN:
+        return [f"only {n_train} training examples: below the recommended minimum of {MIN_RECOMMENDED_TRAIN}"]
+    return []

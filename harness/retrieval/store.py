@@ -105,7 +105,10 @@ class Corpus:
 
 def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
     """Load the cached corpus for these inputs, building what is missing; NotRun without documents."""
-    files = docs_io.list_files(docs_dir)
+    files, unlisted = docs_io.list_files_checked(docs_dir, within=task_dir)
+    if unlisted:
+        listed = "; ".join(f"{docs_io.source_name(path, task_dir)} ({reason})" for path, reason in unlisted)
+        print(f"warning: rag: left out {len(unlisted)} path(s) under {docs_dir}: {listed}", file=sys.stderr, flush=True)
     if not files:
         raise NotRun(f"no documents ({docs_dir} is {'empty' if docs_dir.is_dir() else 'missing'})")
     if cfg.chunk_overlap >= cfg.chunk_tokens:
@@ -145,7 +148,8 @@ def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
         "index": spec.kind, "index_params": spec.params(), **index_cost,
         "build_s": round(manifest["chunking_s"] + manifest["embedding_s"] + index_cost["index_build_s"], 3),
         "cache_hit": embedded == 0, "embedded_chunks": embedded, "cache_dir": str(directory),
-        "skipped_files": [f"{source} ({reason})" for source, reason in manifest["skipped"]],
+        "skipped_files": [f"{source} ({reason})" for source, reason in manifest["skipped"]]
+        + [f"{docs_io.source_name(path, task_dir)} ({reason})" for path, reason in unlisted],
     }
     return Corpus(chunks, index, spec, cfg.embedding_model, digest, directory, cost)
 
