@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import math
-import reprlib
+import re
 import string
 import types
 import typing
@@ -27,28 +27,24 @@ from typing import Any, NoReturn
 import yaml
 
 from harness.errors import ConfigError
+from harness.yaml_safe import SHOW as _SHOW
+from harness.yaml_safe import compose_file, key_lines, one_line
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 STRATEGY_NAMES = ("prompt", "rag", "finetune")
 SCORER_NAMES = ("exact_match", "token_f1", "rouge_l", "choice_letter", "contains")
 DOCS_CHANGE = ("unknown", "never", "yearly", "monthly", "weekly", "daily")
 
-MAX_CONFIG_BYTES = 1 << 20
-"""Largest task.yaml read (a real one is a few KB)."""
-MAX_YAML_VALUES = 5_000
-"""Most YAML values in task.yaml, also with aliases expanded (a bound on "billion laughs" alias bombs); the
-schema has about 100 keys."""
-MAX_YAML_DEPTH = 16
-"""Deepest YAML nesting (the schema needs 3 levels): stops recursive aliases."""
 MAX_NAME_CHARS = 100
 INT_LIMIT = 2**63 - 1
 """Largest integer value: torch and numpy take int64."""
+FLOAT_1_1 = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""A number in exponent notation that YAML 1.1 leaves as a string (no dot: `1e-5`)."""
 PATH_KEYS = ("data.file", "data.train", "data.test", "data.dev", "docs")
 """Keys that name a path, which must resolve inside the task folder."""
-TEMPLATES = {"prompt.template": (("instruction", "input"), None), "rag.context_template": (("passages",), "passages")}
+TEMPLATES = {"prompt.template": (("instruction", "input"), "instruction"),
+             "rag.context_template": (("passages",), "passages")}
 """Template keys: (allowed placeholders, required placeholder)."""
-_SHOW = reprlib.Repr()  # repr for error messages: long values and aliased lists stay short
-_SHOW.maxstring = _SHOW.maxother = 80
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
@@ -227,8 +223,8 @@ class TaskConfig:
 
 def load_task_config(path: Path) -> TaskConfig:
     """Parse task.yaml into a TaskConfig; a missing `name` becomes the folder name."""
-    root = _compose(path)
-    lines = _check_tree(root, path)
+    root = compose_file(path)
+    lines = key_lines(root, path)
     cfg = TaskConfig() if root is None else _build(TaskConfig, root, path, "")
     if not cfg.name:
         cfg = dataclasses.replace(cfg, name=path.parent.resolve().name)
@@ -245,129 +241,6 @@ def load_task_config(path: Path) -> TaskConfig:
             fail(key, problem)
     _check_paths(cfg, path.parent, fail)
     return cfg
-
-
-def _compose(path: Path) -> yaml.Node | None:
-    """The YAML node tree of `path`, read only when it is small and UTF-8."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}:1: field '<root>': cannot read the file ({exc.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}:1: field '<root>': file is over {MAX_CONFIG_BYTES:,} bytes (settings only, "
-                          f"data goes in data files)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        field_name = _key_on_line(raw.decode("utf-8-sig", "replace"), line, path)
-        raise ConfigError(f"{path}:{line}: field '{field_name}': not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
-                          f"save the file as UTF-8") from None
-    try:
-        loader = _ShallowLoader(text)  # checks the characters
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: character U+{exc.character:04X} is not allowed") from None
-    try:
-        return loader.get_single_node()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: {_one_line(getattr(exc, 'problem', None) or exc)}") from None
-    finally:
-        loader.dispose()
-
-
-class _ShallowLoader(yaml.SafeLoader):
-    """SafeLoader that stops at MAX_YAML_VALUES values or MAX_YAML_DEPTH levels of nesting, while composing.
-
-    Pure-Python PyYAML takes about 60 us a value (1 MB of "[1,1,...]" takes 30 s), its scanner slows down
-    with each [ or { level (1 MB of "[[[]]]" takes minutes), and its recursive composer overflows the stack.
-    """
-
-    depth = 0
-    values = 0
-
-    def fetch_flow_collection_start(self, token_class: Any) -> None:
-        if self.flow_level >= MAX_YAML_DEPTH:
-            self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
-        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self.depth += 1
-        self.values += 1
-        try:
-            if self.depth > MAX_YAML_DEPTH:
-                self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
-            if self.values > MAX_YAML_VALUES:
-                self._refuse(f"more than {MAX_YAML_VALUES:,} values", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-    @staticmethod
-    def _refuse(problem: str, mark: yaml.Mark) -> NoReturn:
-        raise yaml.composer.ComposerError(None, None, problem, mark)
-
-
-def _check_tree(root: yaml.Node | None, path: Path) -> dict[str, int]:
-    """Line (1-based) of every key by dotted name, after refusing what PyYAML would take silently or slowly.
-
-    That is: tags beyond plain YAML types (`!!python/...`, `!foo`), duplicate keys (PyYAML keeps the last),
-    keys that are not plain names, and aliases that expand past MAX_YAML_VALUES values ("billion laughs") or
-    MAX_YAML_DEPTH levels (a recursive alias). An alias is the anchored node itself, so counting visits counts
-    the expanded tree, and the walk stops at the bound instead of expanding it.
-    """
-    lines: dict[str, int] = {}
-    visits = 0
-
-    def visit(node: yaml.Node, dotted: str, depth: int) -> None:
-        nonlocal visits
-        visits += 1
-        where = f"{path}:{node.start_mark.line + 1}: field '{dotted or '<root>'}'"
-        if visits > MAX_YAML_VALUES or depth > MAX_YAML_DEPTH:
-            raise ConfigError(f"{where}: YAML expands to over {MAX_YAML_VALUES:,} values or {MAX_YAML_DEPTH} levels "
-                              f"(aliases of aliases?)")
-        if node.tag == "tag:yaml.org,2002:merge":
-            raise ConfigError(f"{where}: merge keys (<<) are not supported; write the keys out")
-        if node.tag not in yaml.SafeLoader.yaml_constructors:
-            raise ConfigError(f"{where}: YAML tag {_SHOW.repr(node.tag)} is not allowed (plain values only)")
-        if isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                visit(item, f"{dotted}[{i}]", depth + 1)
-        elif isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise ConfigError(f"{path}:{line}: field '{dotted or '<root>'}': a key must be a plain name")
-                visit(key_node, dotted, depth + 1)
-                name = f"{dotted}.{key_node.value}" if dotted else key_node.value
-                if key_node.value in seen:
-                    raise ConfigError(f"{path}:{line}: field '{_one_line(name)}': duplicate key (first at line "
-                                      f"{seen[key_node.value]}); keep one")
-                seen[key_node.value] = line
-                lines.setdefault(name, line)
-                visit(value_node, name, depth + 1)
-
-    if root is not None:
-        visit(root, "", 0)
-    return lines
-
-
-def _key_on_line(text: str, line: int, path: Path) -> str:
-    """The key whose value is on `line` (the last key at or above it); '<root>' when unknown."""
-    try:
-        lines = _check_tree(yaml.compose(text, Loader=_ShallowLoader), path)
-    except (yaml.YAMLError, ConfigError, RecursionError):
-        return "<root>"
-    return max(((n, key) for key, n in lines.items() if n <= line), default=(0, "<root>"))[1]
-
-
-def _one_line(value: object, limit: int = 200) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _name_problem(name: str) -> str | None:
@@ -444,7 +317,7 @@ def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
         key = key_node.value
         dotted = prefix + key
         if key not in fields:
-            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{_one_line(dotted)}': unknown key "
+            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{one_line(dotted)}': unknown key "
                               f"(allowed: {', '.join(fields)})")
         values[key] = _convert(hints[key], value_node, fields[key].metadata, path, dotted)
     return cls(**values)
@@ -460,7 +333,7 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
         value = yaml.SafeLoader("").construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
         # ValueError: e.g. an integer past Python's digit limit, or a date like 2024-13-45.
-        raise ConfigError(f"{where}: unreadable value ({_one_line(getattr(exc, 'problem', None) or exc)})") from None
+        raise ConfigError(f"{where}: unreadable value ({one_line(getattr(exc, 'problem', None) or exc)})") from None
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in options:
@@ -485,6 +358,8 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
         raise ConfigError(f"{where}: {_SHOW.repr(value)} is out of range (at most {INT_LIMIT:,})")
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if base is float and isinstance(value, str) and FLOAT_1_1.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads `1e-5` (no dot) as a string; everyone means the number
     if base is bool and not isinstance(value, bool) or base is not bool and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {base.__name__}, got {value!r}")
     if not isinstance(value, base):

@@ -9,6 +9,17 @@ from harness.data import Example, Query
 from harness.records import Message
 
 
+def fill(template: str, **values: str) -> str:
+    """`template` with its placeholders replaced by `values`, parsed as str.format parses it ({{ and }}
+    are literal braces) but filled piece by piece: braces inside the values stay text."""
+    pieces: list[str] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pieces.append(literal)
+        if name is not None:
+            pieces.append(values[name])
+    return "".join(pieces)
+
+
 def render_user_turn(query: Query, template: str) -> str:
     """The user message of a query; chat-format data (no `input`) keeps its own message text.
 

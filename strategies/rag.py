@@ -17,7 +17,6 @@ import numpy as np
 
 from harness.config import TaskConfig
 from harness.data import Example, Query
-from harness.errors import NotRun
 from harness.models import resolve_sentence_model
 from harness.prompting import build_messages
 from harness.records import FitRecord, Message, Prediction
@@ -51,8 +50,6 @@ class RagStrategy:
         """Draw the prompt strategy's shots, then load (or build once) the chunk store and index."""
         began = time.perf_counter()
         cfg = ctx.config
-        if "{passages}" not in cfg.rag.context_template:
-            raise NotRun("rag.context_template has no {passages} placeholder")
         shots = self.prompt.fit(train, dev, ctx)
         self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
         self.k, self.docs = cfg.rag.k, cfg.docs

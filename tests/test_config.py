@@ -211,6 +211,7 @@ def test_default_name_from_the_folder_is_checked_too(tmp_path):
     ("rag.context_template", "Passages: {passages} {input}", "unknown placeholder '{input}'"),
     ("rag.context_template", "No placeholder here", "must contain {passages}"),
     ("rag.context_template", "{passages} {", "a lone '{' or '}'"),
+    ("prompt.template", "Answer this: {input}", "must contain {instruction}"),
 ])
 def test_templates_are_checked_at_load_time(tmp_path, key, template, fragment):
     folder = write_task(tmp_path / "t", "", {"all.jsonl": DATA})
@@ -230,6 +231,19 @@ def test_literal_braces_and_braces_in_values_render_as_text(tmp_path):
     assert render_user_turn(query, cfg.prompt.template) == 'Reply as {"a": ...}. Fill {input} and {0}\n\nx = {y}'
     assert render_user_turn(Query("q", "Use {}"), cfg.prompt.template) == 'Reply as {"a": ...}. Use {}'
     assert render_user_turn(Query("q", "Q?"), "{{input}} {instruction}\n\n{input}") == "{input} Q?"
+    from harness.retrieval.chunking import Chunk
+    from harness.retrieval.context import build_context
+
+    chunk = Chunk("docs/a.md#0", "docs/a.md", "set = {1, 2}", "", 0, 0, 12, 6)
+    assert build_context(cfg.rag.context_template, [chunk]) == "{passages} are: [1] docs/a.md\nset = {1, 2}"
+
+
+@pytest.mark.parametrize("text, value", [("1e-5", 1e-5), ("2E-4", 2e-4), ("+3e-3", 3e-3), (".5e-3", 5e-4)])
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path, text, value):
+    """YAML 1.1 reads `1e-5` as a string; a float field takes it as the number it is."""
+    folder = write_task(tmp_path / "t", "", {"all.jsonl": DATA})
+    (folder / "task.yaml").write_text(OK + f"finetune:\n  learning_rate: {text}\n")
+    assert load_task_config(folder / "task.yaml").finetune.learning_rate == pytest.approx(value)
 
 
 def test_random_corruption_of_a_real_config_gives_only_config_errors(tiny_task):

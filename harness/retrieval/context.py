@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.prompting import fill
 from harness.records import Message
 from harness.retrieval.chunking import Chunk
 
@@ -19,8 +20,8 @@ def passage_block(rank: int, chunk: Chunk) -> str:
 
 
 def build_context(template: str, chunks: list[Chunk]) -> str:
-    """`template` with {passages} replaced (str.replace: braces inside passages stay as they are)."""
-    return template.replace("{passages}", "\n\n".join(passage_block(r, c) for r, c in enumerate(chunks, start=1)))
+    """`template` with {passages} filled in ({{ }} are literal braces; braces inside passages stay text)."""
+    return fill(template, passages="\n\n".join(passage_block(r, c) for r, c in enumerate(chunks, start=1)))
 
 
 def pack_passages(chunks: list[Chunk], template: str, make_messages: Callable[[str | None], list[Message]],
