@@ -144,6 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     task = load_task(args.task, allow_contamination=args.allow_contamination)
     if args.model:
         task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
+        task.overrides["model.name"] = "--model"
     names = None
     if args.strategies is not None:
         names = [s.strip() for s in args.strategies.split(",")]

@@ -60,12 +60,12 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     for warning in task.data.warnings:
         log(f"warning: {warning}")
 
-    backend = _model_loader(cfg, log, use_cache)
+    backend = _model_loader(cfg, log, use_cache, task.where("model.name"))
     backend()  # the model resolves and its tokenizer loads now, or the run does not start
     created = {name: registry.create(name) for name in names if registry.available(name)}
     for strategy in created.values():
         if hasattr(strategy, "preflight"):
-            strategy.preflight(cfg, task.folder)
+            strategy.preflight(task)
 
     with staged_run(results_root, cfg.name) as (run_dir, final_dir):
         log(f"run directory: {final_dir} (written in {run_dir.parent} until complete)")
@@ -94,11 +94,11 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     return final_dir
 
 
-def _model_loader(cfg, log, use_cache: bool) -> Callable[[], Backend]:
+def _model_loader(cfg, log, use_cache: bool, field: str = "model.name") -> Callable[[], Backend]:
     """The run's shared backend, loaded once; any failure to load is the user's model, in one line."""
     @cache
     def backend() -> Backend:
-        path = resolve_model(cfg.model.name)
+        path = resolve_model(cfg.model.name, field)
         log(f"[model] {cfg.model.name} ({path})")
         try:
             loaded = load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
@@ -109,7 +109,7 @@ def _model_loader(cfg, log, use_cache: bool) -> Callable[[], Backend]:
         except Exception as exc:  # noqa: BLE001 -- a model that does not load is bad input, said in one line
             text = str(exc).strip()
             reason = text.splitlines()[0] if text else type(exc).__name__
-            raise HarnessError(f"model.name: {cfg.model.name} ({path}) does not load as a chat model: "
+            raise HarnessError(f"{field}: {cfg.model.name} ({path}) does not load as a chat model: "
                                f"{reason[:300]}") from None
         return loaded
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import string
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import TaskConfig, load_task_config
 from harness.data import Example, Query, TaskData, load_examples, split_by_hash
 from harness.errors import DataError, HarnessError
+from harness.yaml_safe import compose_file, key_lines
 
 TASKS_DIR = Path("tasks")
 MIN_RECOMMENDED_TRAIN = 500
@@ -26,10 +27,20 @@ class Task:
     config: TaskConfig
     folder: Path
     data: TaskData
+    overrides: dict[str, str] = field(default_factory=dict)
+    """Keys set on the command line rather than in task.yaml: dotted key -> the option (`--model`)."""
 
     @property
     def docs_dir(self) -> Path:
         return self.folder / self.config.docs
+
+    def where(self, key: str) -> str:
+        """Where a setting came from, for an error message: `task.yaml:7: field 'model.name'`, or the option."""
+        if key in self.overrides:
+            return self.overrides[key]
+        path = self.folder / "task.yaml"
+        line = key_lines(compose_file(path), path).get(key)
+        return f"{path}:{line}: field '{key}'" if line else f"{path}: field '{key}' (default)"
 
 
 def resolve_task_dir(name_or_path: str) -> Path:

@@ -40,7 +40,7 @@ class StrategyContext:
 class Strategy(Protocol):
     """`fit` may raise `harness.errors.NotRun` to be reported as "not run: <why>".
 
-    Optionally a strategy defines `preflight(config, task_dir)`: checks of its own input that raise
+    Optionally a strategy defines `preflight(task)`: checks of its own input that raise
     `HarnessError` before the run directory exists (e.g. RAG's embedding model resolves).
 
     Optionally a strategy defines `label_metrics(predictions, examples) -> dict`: figures that need

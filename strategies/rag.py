@@ -10,12 +10,10 @@ long retrieval and generation took; `label_metrics` scores retrieval against the
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.config import TaskConfig
 from harness.data import Example, Query
 from harness.models import resolve_sentence_model
 from harness.prompting import build_messages
@@ -24,6 +22,7 @@ from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import pack_passages
 from harness.retrieval.quality import retrieval_quality
 from harness.retrieval.store import Corpus, open_corpus
+from harness.task import Task
 from strategies import StrategyContext
 from strategies.prompt import PromptStrategy, generation_flags
 
@@ -42,9 +41,9 @@ class RagStrategy:
         self.k = 0
         self.docs = "docs"
 
-    def preflight(self, config: TaskConfig, task_dir: Path) -> None:
+    def preflight(self, task: Task) -> None:
         """Before the run starts: the embedding model must resolve (a bad one is the user's input)."""
-        resolve_sentence_model(config.rag.embedding_model)
+        resolve_sentence_model(task.config.rag.embedding_model, task.where("rag.embedding_model"))
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
         """Draw the prompt strategy's shots, then load (or build once) the chunk store and index."""

@@ -177,13 +177,16 @@ CASES: dict[str, tuple[Mutation, str]] = {
     "strategies-empty": (lambda t: ["--strategies", ","], "--strategies"),
     "strategies-twice": (lambda t: ["--strategies", "prompt,prompt"], "--strategies"),
     # model loading
-    "model-missing-path": (lambda t: ["--model", str(t.parent / "no-such-model")], "model.name"),
-    "model-not-a-model": (_not_a_model, "model.name"),
-    "model-unknown-embedded": (lambda t: ["--model", "embedded:no-such-model"], "model.name"),
-    "model-broken-config": (_broken_model, "model.name"),
+    "model-missing-path": (lambda t: ["--model", str(t.parent / "no-such-model")], "--model: local model"),
+    "model-not-a-model": (_not_a_model, "--model: "),
+    "model-unknown-embedded": (lambda t: ["--model", "embedded:no-such-model"], "--model: unknown embedded"),
+    "model-broken-config": (_broken_model, "--model: "),
+    "model-in-yaml-missing": (lambda t: yaml_with(t, "strategies: [prompt]", "strategies: [prompt]\nmodel:\n"
+                                                  "  name: ./no-such-model") or [],
+                              "task.yaml:11: field 'model.name': local model directory not found"),
     "embedding-model-missing": (lambda t: yaml_with(t, "strategies: [prompt]", "strategies: [rag]\nrag:\n"
                                                     "  embedding_model: /no/such/encoder") or [],
-                                "rag.embedding_model"),
+                                "task.yaml:11: field 'rag.embedding_model'"),
 }
 
 
