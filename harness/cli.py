@@ -23,6 +23,7 @@ import math
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from harness.errors import HarnessError
 
@@ -50,10 +51,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line like every other error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USER_ERROR, f"error: {self.prog}: {one_line(message)} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m harness", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     compare = sub.add_parser("compare", help="run the strategies of a task and write a report")
     compare.add_argument("task", help="task name (folder under tasks/) or path to a task folder")
@@ -190,8 +198,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from harness import cache_admin
 
     if args.prune_unused_days is not None:
-        if args.prune_unused_days < 0:
-            raise HarnessError("--prune-unused-days: must be 0 or more")
         removed = cache_admin.prune(args.prune_unused_days, dry_run=args.dry_run)
         verb = "would remove" if args.dry_run else "removed"
         for entry in removed:

@@ -71,7 +71,9 @@ def test_cache_command_shows_sizes_and_prunes(cache: Path):
     assert "| models | 2 |" in run.stdout and "| finetune | 0 |" in run.stdout
     bad = subprocess.run([sys.executable, "-m", "harness", "cache", "--prune-unused-days", "-1"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --prune-unused-days: must be 0 or more"
+    assert bad.returncode == 2 and bad.stderr.strip() == ("error: python -m harness cache: argument "
+                                                          "--prune-unused-days: must be a finite number >= 0, got -1 "
+                                                          "(see --help)")
 
 
 def test_a_benchmark_cache_hit_counts_as_a_use(cache: Path):
