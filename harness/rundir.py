@@ -29,17 +29,23 @@ PARTIAL, FAILED = ".partial", ".failed"
 
 
 def check_results_root(root: Path) -> Path:
-    """`--results` exists (or can be made) as a directory we can write to; checked before any work."""
-    if root.exists() and not root.is_dir():
-        raise HarnessError(f"--results {root}: exists and is not a directory")
+    """`--results` is a directory we can write to, or can be made in one; checked before any work, and
+    without creating anything (bad input leaves no trace)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail later
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a directory" if existing == root else f"{existing} is not a directory"
+        raise HarnessError(f"--results {root}: {what}")
     try:
-        root.mkdir(parents=True, exist_ok=True)
         # os.access answers "yes" to root on a read-only mount; only a real write tells.
-        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".ftrag-write-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise HarnessError(f"--results {root}: not a writable directory ({exc.strerror or exc})") from None
+        raise HarnessError(f"--results {root}: not writable ({exc.strerror or exc} in {existing})") from None
     return root
 
 

@@ -251,7 +251,8 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
 
     shared_tuned, shared_base = logliks(tuned), logliks(base)
     assert shared_tuned != pytest.approx(shared_base, abs=1e-3)
-    adapter = run_dir / json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]["adapter_dir"]
+    details = json.loads((run_dir / "finetune" / "metrics.json").read_text())["fit"]["details"]
+    adapter = str(run_dir / details["adapter_dir"])  # recorded relative to the run directory
     reference = run_general_benchmarks(resolve_model(task.config.model.name), adapter, task.config.benchmarks,
                                        lambda *a: None, use_cache=False)["mmlu"]  # rewrites the same cache entry
     assert reference["items"] == tuned["items"] and logliks(reference) == pytest.approx(shared_tuned, abs=1e-3)
