@@ -29,6 +29,7 @@ from harness import environment
 from harness.backends import Backend, load_backend
 from harness.data import Example
 from harness.errors import HarnessError, NotRun
+from harness.latency import single_request_latency, throughput
 from harness.metrics import summarize
 from harness.models import resolve_model
 from harness.rundir import check_results_root, staged_run, write_json, write_manifest
@@ -36,6 +37,8 @@ from harness.scoring import SCORERS
 from harness.task import Task
 
 RESULTS_DIR = Path("results")
+LATENCY_SAMPLE = 20
+"""Test items answered again one request at a time for the user-facing latency (harness/latency.py)."""
 NOT_IMPLEMENTED = "not run: this strategy is not implemented in this version of the harness"
 
 
@@ -146,13 +149,18 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
                **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
                "answer_seconds": round(answer_seconds, 2), "fit": dataclasses.asdict(fit)}
+    # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
+    summary.update(throughput(summary, cfg.generation.batch_size))
+    summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx, LATENCY_SAMPLE, out_dir))
     if hasattr(strategy, "label_metrics"):
         # Computed by the runner after answering, with the test labels the strategy never saw.
         summary.update(strategy.label_metrics(predictions, test))
     write_json(out_dir / "metrics.json", summary)
     cached = f", {summary['cached_answers']} answers from the generation cache" if summary["cached_answers"] else ""
-    log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items, "
-        f"latency p50 {summary['latency_p50_s']:.2f} s{cached}")
+    rate = summary["throughput_answers_per_s"]
+    log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items{cached}; latency p50 "
+        f"{summary['latency_p50_s']:.2f} s ({summary['latency_kind']}), throughput "
+        + (f"{rate:.2f} answers/s at batch {cfg.generation.batch_size}" if rate else "not measured"))
     return summary
 
 
