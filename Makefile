@@ -32,21 +32,21 @@ compare: $(STAMP)
 	$(PY) -m harness compare $(TASK) $(ARGS)
 
 validate: $(STAMP)
-	$(PY) -m harness validate $(TASK)
+	$(PY) -m harness validate $(TASK) $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make report RUN=results/<task>/<run-id>"; exit 2; }
-	$(PY) -m harness report $(RUN)
+	$(PY) -m harness report $(RUN) $(ARGS)
 
 bless: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make bless RUN=results/<task>/<run-id>"; exit 2; }
-	$(PY) -m harness bless $(RUN)
+	$(PY) -m harness bless $(RUN) $(ARGS)
 
-# make regress TASK=<name>  (runs compare, then checks it against the blessed run)
+# make regress TASK=<name> [ARGS=...]  (runs compare with ARGS, then checks it against the blessed run)
 # make regress BASE=<run> NEW=<run>  (two existing runs). Exit 1: regression; 3: not comparable.
 regress: $(STAMP)
 ifneq ($(strip $(BASE)$(NEW)),)
-	$(PY) -m harness regress --base $(BASE) --new $(NEW)
+	$(PY) -m harness regress --base $(BASE) --new $(NEW) $(ARGS)
 else
 	$(PY) -m harness regress $(TASK) $(ARGS)
 endif

@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {compare,report,validate,keys}`.
+"""Command line: `python -m harness <command>`, one of compare, report, validate, bless, regress, cache, keys.
 
     python -m harness compare stdlib_qa            # all strategies of tasks/stdlib_qa
     python -m harness compare stdlib_qa --strategies prompt --limit 20
@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from harness import __version__
 from harness.errors import HarnessError
 
 USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 4, 130
@@ -58,26 +59,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR, f"error: {self.prog}: {one_line(message)} (see --help)\n")
 
 
+def _add_run_options(p: argparse.ArgumentParser, task_help: str = "task name (folder under tasks/) or path to "
+                     "a task folder", task_optional: bool = False) -> None:
+    """The options of a compare run (also taken by `regress TASK`, which runs one)."""
+    p.add_argument("task", nargs="?" if task_optional else None, help=task_help)
+    p.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
+    p.add_argument("--limit", type=positive_int, help="score only the first N test items (quick runs)")
+    p.add_argument("--model", help="override model.name: a local directory or hub id")
+    p.add_argument("--allow-contamination", action="store_true", help="allow test prompts that also occur in train")
+    p.add_argument("--results", default="results", help="results root (default: results)")
+    p.add_argument("--no-benchmarks", action="store_true", help="skip MMLU/HumanEval (quick runs)")
+    p.add_argument("--allow-code-execution", action="store_true",
+                   help="score HumanEval by running model-written code in the sandbox")
+    p.add_argument("--no-cache", action="store_true",
+                   help="generate every answer again instead of reusing cached ones (fresh latency)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     compare = sub.add_parser("compare", help="run the strategies of a task and write a report")
-    compare.add_argument("task", help="task name (folder under tasks/) or path to a task folder")
-    compare.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
-    compare.add_argument("--limit", type=positive_int, help="score only the first N test items (quick runs)")
-    compare.add_argument("--model", help="override model.name: a local directory or hub id")
-    compare.add_argument("--allow-contamination", action="store_true",
-                         help="allow test prompts that also occur in train")
-    compare.add_argument("--results", default="results", help="results root (default: results)")
-    compare.add_argument("--no-benchmarks", action="store_true", help="skip MMLU/HumanEval (quick runs)")
-    compare.add_argument("--allow-code-execution", action="store_true",
-                         help="score HumanEval by running model-written code in the sandbox")
-    compare.add_argument("--no-cache", action="store_true",
-                         help="generate every answer again instead of reusing cached ones (fresh latency)")
+    _add_run_options(compare)
 
-    report = sub.add_parser("report", help="rebuild report.md from a run directory")
+    report = sub.add_parser("report", help="rebuild report.md, report.html and report.json of a run directory")
     report.add_argument("run", type=Path)
 
     validate = sub.add_parser("validate", help="check a task's config and data without running anything")
@@ -89,10 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
     regress = sub.add_parser("regress", help="compare with the blessed run; exit 1 on regression, 3 if "
                                              "the runs cannot be compared")
-    regress.add_argument("task", nargs="?", help="run compare on this task, then compare with its blessed run")
+    _add_run_options(regress, task_help="run compare on this task (with the options below), then check it "
+                                        "against its blessed run", task_optional=True)
     regress.add_argument("--base", type=Path, help="compare two existing runs: the baseline run directory")
     regress.add_argument("--new", type=Path, help="... and the new run directory")
-    regress.add_argument("--results", default="results", help="results root (default: results)")
 
     cache = sub.add_parser("cache", help="show the cache's size; remove entries not used for N days")
     cache.add_argument("--prune-unused-days", type=non_negative_float, metavar="N",
@@ -142,8 +149,18 @@ def _write_crash_log(command: str) -> Path | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.config import STRATEGY_NAMES
     from harness.report import terminal_summary
+
+    run_dir = _run_compare(args)
+    print()
+    print(terminal_summary(run_dir))
+    print(f"\nreport: {run_dir / 'report.md'} (also report.html, report.json)")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> Path:
+    """Load the task with the command line's overrides, check them, and run compare."""
+    from harness.config import STRATEGY_NAMES
     from harness.rundir import check_results_root
     from harness.runner import compare
     from harness.task import load_task
@@ -166,13 +183,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.allow_code_execution:
         bench = dataclasses.replace(task.config.benchmarks, allow_code_execution=True)
         task.config = dataclasses.replace(task.config, benchmarks=bench)
-    run_dir = compare(task, Path(args.results), names, args.limit,
-                      log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache,
-                      run_benchmarks=not args.no_benchmarks)
-    print()
-    print(terminal_summary(run_dir))
-    print(f"\nreport: {run_dir / 'report.md'} (also report.html, report.json)")
-    return 0
+    return compare(task, Path(args.results), names, args.limit,
+                   log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache,
+                   run_benchmarks=not args.no_benchmarks)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -218,8 +231,7 @@ def cmd_bless(args: argparse.Namespace) -> int:
 
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness import regress
-    from harness.rundir import check_results_root, require_complete
-    from harness.runner import compare
+    from harness.rundir import require_complete
     from harness.task import load_task
 
     if args.base or args.new:
@@ -227,10 +239,10 @@ def cmd_regress(args: argparse.Namespace) -> int:
             raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
         base, new = require_complete(args.base, "baseline run"), require_complete(args.new, "new run")
     elif args.task:
-        check_results_root(Path(args.results))
-        task = load_task(args.task)
-        base = require_complete(regress.blessed_run(Path(args.results) / task.config.name), "blessed run")
-        new = compare(task, Path(args.results), log=lambda m: print(m, file=sys.stderr, flush=True))
+        # The blessed run must exist before an expensive compare starts.
+        name = load_task(args.task, allow_contamination=args.allow_contamination).config.name
+        base = require_complete(regress.blessed_run(Path(args.results) / name), "blessed run")
+        new = _run_compare(args)
     else:
         raise HarnessError("regress: give a TASK, or both --base RUN and --new RUN")
     result = regress.compare_runs(base, new)
