@@ -2,8 +2,12 @@
 
 Binary scores (exact match, choice letter, contains): McNemar's test on the discordant pairs
 (statsmodels; exact binomial below 25 discordant pairs, chi-square otherwise). Continuous scores
-(token F1, ROUGE-L): a seeded paired bootstrap of the mean difference. p-values across all pairs
-are Holm-corrected (statsmodels). A difference that is not significant after correction is a tie.
+(token F1, ROUGE-L): a sign-flip permutation test of the mean difference (scipy; exact up to
+2^12 sign patterns), with a seeded paired bootstrap for its 95% CI. p-values across all pairs are
+Holm-corrected (statsmodels). A difference that is not significant after correction is a tie.
+
+Also the sensitivity of a general benchmark: whether a model is above chance on it, and the smallest
+drop it could detect at its number of items (`min_detectable_drop`).
 """
 
 from __future__ import annotations
@@ -54,20 +58,39 @@ def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(mcnemar(table, exact=discordant < 25, correction=True).pvalue)
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
-                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
-    """(ci_low, ci_high, two-sided p) of mean(a - b) by resampling items with replacement."""
+def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, seed: int = 0,
+                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95% CI of mean(a - b) by resampling items with replacement (zero-width when every difference is equal)."""
     diffs = a - b
     if np.all(diffs == diffs[0]):
-        return float(diffs[0]), float(diffs[0]), 1.0 if diffs[0] == 0 else 0.0
+        return float(diffs[0]), float(diffs[0])
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(diffs), size=(resamples, len(diffs)))
-    means = diffs[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    # Share of resampled means on the other side of zero from the observed mean, two-sided.
-    observed = diffs.mean()
-    tail = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0)
-    return float(low), float(high), float(min(1.0, 2 * tail))
+    low, high = np.percentile(diffs[idx].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def sign_flip_p(a: np.ndarray, b: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> float:
+    """Two-sided p of mean(a - b) = 0 by flipping the signs of the paired differences (scipy permutation_test).
+
+    Not read off the bootstrap: with a handful of items every resample can land on one side of zero
+    (p = 0 on 2 items). Sign flips are exact below 13 items: two items that both moved the same way
+    give p = 0.5, which is what two coin flips can do."""
+    from scipy.stats import permutation_test
+
+    diffs = a - b
+    if np.all(diffs == 0):
+        return 1.0
+    test = permutation_test((diffs,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                            vectorized=True, n_resamples=resamples, batch=500, alternative="two-sided",
+                            rng=np.random.default_rng(seed))
+    return float(min(1.0, test.pvalue))
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
+    """(ci_low, ci_high, two-sided p) of mean(a - b): `paired_bootstrap_ci` and `sign_flip_p` together."""
+    return (*paired_bootstrap_ci(a, b, seed, resamples), sign_flip_p(a, b, seed, resamples))
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -87,9 +110,10 @@ def compare_strategies(scores: dict[str, dict[str, float]], binary: bool, seed: 
             continue
         x = np.array([scores[a][i] for i in ids], dtype=float)
         y = np.array([scores[b][i] for i in ids], dtype=float)
-        low, high, p_boot = paired_bootstrap(x, y, seed)
-        p = mcnemar_p(x, y) if binary else p_boot
-        raw.append((a, b, len(ids), x.mean(), y.mean(), low, high, "McNemar" if binary else "paired bootstrap", p))
+        low, high = paired_bootstrap_ci(x, y, seed)
+        p = mcnemar_p(x, y) if binary else sign_flip_p(x, y, seed)
+        test = "McNemar" if binary else "sign-flip permutation"
+        raw.append((a, b, len(ids), x.mean(), y.mean(), low, high, test, p))
     adjusted = holm([r[-1] for r in raw])
     results = []
     for (a, b, n, ma, mb, low, high, test, p), p_adj in zip(raw, adjusted):
@@ -98,3 +122,37 @@ def compare_strategies(scores: dict[str, dict[str, float]], binary: bool, seed: 
         results.append(PairResult(a, b, n, float(ma), float(mb), float(ma - mb), low, high, test, p, p_adj,
                                   significant, verdict))
     return results
+
+
+def above_chance(successes: int, n: int, chance: float, alpha: float = ALPHA) -> tuple[bool, float]:
+    """(above, p): is `successes` of `n` significantly above the `chance` rate (one-sided exact binomial, scipy)?
+
+    At chance 0 (a floor, as HumanEval's pass rate) one success is already above it."""
+    from scipy.stats import binomtest
+
+    if chance <= 0:
+        return successes > 0, 0.0 if successes > 0 else 1.0
+    p = float(binomtest(successes, n, chance, alternative="greater").pvalue)
+    return p < alpha, p
+
+
+def min_detectable_drop(p_base: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float | None:
+    """The smallest fall from `p_base` that a test on `n` items detects with `power` at two-sided `alpha`.
+
+    Method: the two-proportion normal approximation on Cohen's arcsine effect size h (statsmodels
+    `NormalIndPower`, n items per arm), solved for h and turned back into a rate:
+    p_after = sin(asin(sqrt(p_base)) - h / 2)^2. Forgetting is tested on the same items (McNemar),
+    which is more sensitive than two independent samples when base and fine-tune agree on most items,
+    so this figure is an upper bound on the smallest detectable drop. None when even a fall to 0 is
+    below that size (the base rate is too low for n items).
+    """
+    from statsmodels.stats.power import NormalIndPower
+
+    if n < 2 or p_base <= 0:
+        return None
+    h = float(NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0,
+                                           alternative="two-sided"))
+    angle = float(np.arcsin(np.sqrt(p_base))) - h / 2
+    if angle < 0:
+        return None
+    return p_base - float(np.sin(angle) ** 2)

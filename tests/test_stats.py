@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from harness.metrics import bootstrap_ci
-from harness.stats import compare_strategies, holm, mcnemar_p
+from harness.stats import above_chance, compare_strategies, holm, mcnemar_p, min_detectable_drop, sign_flip_p
 
 
 def test_mcnemar_matches_published_chi_square_example():
@@ -48,3 +48,47 @@ def test_compare_strategies_tie_and_win():
     assert pairs[("a", "b")].p_holm >= pairs[("a", "b")].p_value
     cont = compare_strategies({"x": {"i1": 0.5, "i2": 0.7}, "y": {"i1": 0.5, "i2": 0.7}}, binary=False)
     assert cont[0].verdict == "tie" and cont[0].diff == 0.0
+
+
+def test_constant_paired_difference_on_two_items_is_not_significant():
+    # Both items moved the same way: what two coin flips do half the time (the bootstrap said p = 0).
+    a, b = np.array([0.6, 0.6]), np.array([0.2, 0.2])
+    assert sign_flip_p(a, b) == pytest.approx(0.5)
+    assert sign_flip_p(np.array([0.6] * 6), np.array([0.2] * 6)) == pytest.approx(2 / 2**6)
+    (pair,) = compare_strategies({"x": {"i1": 0.6, "i2": 0.5}, "y": {"i1": 0.2, "i2": 0.1}}, binary=False)
+    assert pair.verdict == "tie" and pair.p_value == pytest.approx(0.5) and pair.test == "sign-flip permutation"
+
+
+def test_sign_flip_p_detects_a_real_shift():
+    rng = np.random.default_rng(0)
+    a = rng.random(300)
+    assert sign_flip_p(a + 0.1, a - rng.random(300) * 0.01) < 0.001
+    assert sign_flip_p(a, a) == 1.0
+
+
+@pytest.mark.parametrize("p_base, n", [(0.5, 100), (0.45, 100), (0.6, 1000), (0.3, 57)])
+def test_min_detectable_drop_has_the_stated_power(p_base, n):
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    drop = min_detectable_drop(p_base, n)
+    power = NormalIndPower().power(proportion_effectsize(p_base, p_base - drop), nobs1=n, alpha=0.05, ratio=1.0)
+    assert power == pytest.approx(0.8, abs=1e-4)
+
+
+def test_min_detectable_drop_known_value():
+    # Cohen's h for 80% power at two-sided 0.05 with 100 per arm: (z_0.975 + z_0.8) * sqrt(2 / 100) = 0.3962.
+    from scipy.stats import norm
+
+    h = (norm.ppf(0.975) + norm.ppf(0.8)) * np.sqrt(2 / 100)
+    expected = 0.5 - np.sin(np.arcsin(np.sqrt(0.5)) - h / 2) ** 2
+    assert min_detectable_drop(0.5, 100) == pytest.approx(expected, abs=1e-4)
+    assert min_detectable_drop(0.5, 100) == pytest.approx(0.193, abs=0.001)
+    assert min_detectable_drop(0.1, 10) is None  # 1 of 10: even a fall to 0 is within the noise
+    assert min_detectable_drop(0.0, 10) is None
+
+
+def test_above_chance():
+    assert above_chance(26, 100, 0.25) == (False, pytest.approx(0.4465, abs=1e-3))
+    assert above_chance(40, 100, 0.25)[0]
+    assert above_chance(0, 10, 0.0) == (False, 1.0) and above_chance(1, 10, 0.0)[0]

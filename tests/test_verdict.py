@@ -1,7 +1,14 @@
 """The verdict rule's edge cases, on fixture run directories (no model needed)."""
 
+import pytest
+
+from harness import verdict
+from harness.caveats import caveats
+from harness.config import DOCS_CHANGE
 from harness.cost import break_even, strategy_cost
+from harness.metrics import score_ci
 from harness.report import analyze, matrix
+from harness.stats import compare_strategies, min_detectable_drop
 from tests.run_fixture import make_run
 
 N = 120
@@ -46,9 +53,11 @@ def test_missing_strategies_are_reported_not_invented(tmp_path):
     run = make_run(tmp_path, {"prompt": scores(50)}, not_run={"rag": "no documents", "finetune": "crashed"})
     a = analyze(run)
     v = a["verdict"]
-    assert v["choice"] == "prompt"
+    assert v["choice"] is None  # one strategy alone was compared with nothing
     assert "rag: not run: no documents." in v["reasons"]
+    assert "Only prompt ran (0.417 on 120 items); nothing was compared, so there is no recommendation." in v["reasons"]
     assert a["pairs"] == []
+    assert any("second strategy" in w for w in a["what_would_change"])
 
 
 def test_nothing_ran_means_no_recommendation(tmp_path):
@@ -72,3 +81,113 @@ def test_cost_model_and_break_even():
     # saves 0.05 USD per 1k answers -> 1 USD repaid after 20,000 answers
     assert break_even({"rag": rag, "finetune": ft}) == {"rag": 20001}
     assert break_even({"rag": ft, "finetune": rag}) == {"rag": 0}
+
+
+def test_two_item_run_with_one_strategy_recommends_nothing():
+    m = {"prompt": {"status": "ok", "score": 0.5, "n": 2, **score_ci([1.0, 0.0], binary=True)}}
+    v = verdict.decide(m, [], {}, {}, 1000)
+    assert v["choice"] is None and v["small_sample"]
+    assert v["reasons"] == ["Only prompt ran (0.500 on 2 items); nothing was compared, so there is no recommendation."]
+
+
+def test_small_test_set_tie_is_no_recommendation(tmp_path):
+    run = make_run(tmp_path, {"prompt": [1.0] * 5 + [0.0] * 5, "rag": [1.0] * 6 + [0.0] * 4})
+    v = analyze(run)["verdict"]
+    assert v["choice"] is None and set(v["candidates"]) == {"prompt", "rag"}
+    assert any("too small to tell" in r and "fewer than 30" in r for r in v["reasons"])
+
+
+def test_small_test_set_clear_winner_is_recommended_with_a_warning(tmp_path):
+    # 10 items only rag gets right, none the other way: McNemar exact p = 0.002.
+    run = make_run(tmp_path, {"prompt": [1.0] * 2 + [0.0] * 18, "rag": [1.0] * 12 + [0.0] * 8})
+    v = analyze(run)["verdict"]
+    assert v["choice"] == "rag" and v["small_sample"]
+    assert any("only 20 items" in r and "confirm on a larger test set" in r for r in v["reasons"])
+
+
+def test_constant_scores_on_a_small_sample_recommend_nothing():
+    # Six items, each 0.6 vs 0.2: every sign agrees (p = 2/64), but a constant sample shows no spread at all.
+    ids = [f"i{k}" for k in range(6)]
+    values = {"prompt": [0.2] * 6, "rag": [0.6] * 6}
+    pairs = [p.as_dict() for p in compare_strategies({n: dict(zip(ids, v)) for n, v in values.items()}, False)]
+    assert pairs[0]["significant"]  # the paired test alone would crown rag
+    metrics = {n: {"status": "ok", "score": v[0], "n": 6, **score_ci(v, binary=False)} for n, v in values.items()}
+    costs = {n: {"total_at_volume_usd": 1.0} for n in values}
+    v = verdict.decide(metrics, pairs, costs, {}, 1000)
+    assert v["choice"] is None
+    assert any("zero-width interval" in r and "not certainty" in r for r in v["reasons"])
+
+
+TUNED = {"prompt": {"status": "ok", "score": 0.6, "n": 200},
+         "finetune": {"status": "ok", "score": 0.62, "n": 200, "fit": {"details": {"adapter_dir": "finetune/adapter"}}}}
+
+
+def bench_result(correct: int, n: int, metric: str = "acc") -> dict:
+    return {"status": "ok", "skipped": None, "metric": metric, "score": correct / n, "n": n,
+            "items": {f"q{k}": int(k < correct) for k in range(n)}}
+
+
+def test_caveat_forgetting_not_measured_without_benchmarks():
+    (sentence,) = caveats(TUNED, {}, {"scored": 200})
+    assert sentence.startswith("Forgetting was not measured") and "finetune" in sentence
+    assert caveats({"prompt": TUNED["prompt"]}, {}, {"scored": 200}) == []  # base weights cannot forget
+    no_weights = {"weights": {"base": {"mmlu": bench_result(60, 100)}}, "by_strategy": {"prompt": "base"}}
+    assert "Forgetting was not measured for finetune: its weights have no MMLU/HumanEval result." in (
+        caveats(TUNED, no_weights))
+
+
+def test_caveats_at_chance_floor_and_skipped():
+    skipped = {"status": "skipped", "skipped": "scoring HumanEval runs model-written code; allow it"}
+    bench = {"weights": {"base": {"mmlu": bench_result(26, 100), "humaneval": bench_result(0, 10, "pass@1")},
+                         "finetune": {"mmlu": bench_result(25, 100), "humaneval": skipped}},
+             "by_strategy": {"prompt": "base", "finetune": "finetune"}, "forgetting": {"humaneval": skipped}}
+    out = caveats(TUNED, bench, {"scored": 200})
+    assert ("MMLU 0.26 vs chance 0.25 on 100 items: the base model is not above chance (one-sided binomial "
+            "p = 0.45), so forgetting cannot be detected on MMLU.") in out
+    assert "HumanEval pass@1 0/10: the base model solves none, so a drop cannot be detected on HumanEval." in out
+    assert "Forgetting on HumanEval was not checked: scoring HumanEval runs model-written code; allow it." in out
+    assert len(out) == 3
+
+
+def test_caveat_smallest_detectable_drop():
+    bench = {"weights": {"base": {"mmlu": bench_result(45, 100)}, "finetune": {"mmlu": bench_result(44, 100)}},
+             "by_strategy": {"prompt": "base", "finetune": "finetune"}}
+    (sentence,) = caveats(TUNED, bench, {"scored": 200})
+    drop = min_detectable_drop(0.45, 100, 0.05, 0.8)
+    assert drop == pytest.approx(0.188, abs=0.001)
+    assert sentence.startswith(f"MMLU on 100 items (base 0.45) can only detect a drop of {drop:.2f} or more")
+    # 0.35 on 100 items: the detectable drop (about 0.18) is larger than the 0.10 above chance.
+    bench["weights"]["base"]["mmlu"] = bench_result(35, 100)
+    (sentence,) = caveats(TUNED, bench)
+    assert "could not detect even a fall to chance" in sentence
+
+
+def test_caveat_small_test_set_and_constant_sample():
+    m = {"prompt": {"status": "ok", "score": 0.0, "n": 2, **score_ci([0.0, 0.0], binary=False)}}
+    out = caveats(m, {}, {"scored": 2})
+    assert out[0].startswith("The test set has only 2 scored items (fewer than 30): at a 50% score the 95% "
+                             "interval runs from 0.09 to 0.91")
+    assert "zero width because the sample is constant" in out[1]
+
+
+@pytest.mark.parametrize("change", DOCS_CHANGE)
+def test_every_docs_change_value_has_a_reasoned_criterion(change):
+    favours, reason = verdict.docs_change_row(change, retrain_usd=2.0, reindex_s=30.0)
+    assert "not a known value" not in reason and change in reason
+    assert favours in ("rag", "finetune or rag", "unknown")
+    assert verdict.docs_change_row("hourly", None, None)[1].startswith("'hourly' is not a known value")
+
+
+def test_monthly_docs_change_in_criteria_and_what_would_change():
+    metrics = {"rag": {"status": "ok", "score": 0.7, "latency_p50_s": 1.0, "fit": {"seconds": 42.0}},
+               "finetune": {"status": "ok", "score": 0.8, "latency_p50_s": 0.5, "fit": {"seconds": 3600.0}}}
+    costs = {"rag": {"total_at_volume_usd": 2.0, "one_time_usd": 0.0},
+             "finetune": {"total_at_volume_usd": 3.0, "one_time_usd": 2.5}}
+    rows = verdict.criteria(metrics, [], costs, {"docs_change": "monthly"}, 1000, {}, 1000)
+    row = rows[0]
+    assert row["favours"] == "rag"
+    assert "RAG re-indexes in 42 s" in row["reason"] and "monthly retrain is feasible" in row["reason"]
+    assert "$30.00 a year" in row["reason"]  # 12 trainings at 2.50 USD
+    changes = verdict.what_would_change({"choice": "finetune", "candidates": ["finetune"]}, metrics,
+                                        {"docs_change": "monthly"}, 1000, {}, 1000)
+    assert any("retrain each month" in c for c in changes)
