@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import yaml
 
 from harness.errors import ConfigError
+from harness.tables import HUB_PREFIX, parse_hub_ref
 from harness.yaml_safe import SHOW as _SHOW
 from harness.yaml_safe import compose_file, key_lines, one_line
 
@@ -41,7 +42,8 @@ INT_LIMIT = 2**63 - 1
 FLOAT_1_1 = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 """A number in exponent notation that YAML 1.1 leaves as a string (no dot: `1e-5`)."""
 PATH_KEYS = ("data.file", "data.train", "data.test", "data.dev", "docs")
-"""Keys that name a path, which must resolve inside the task folder."""
+"""Keys that name a path, which must resolve inside the task folder (the data keys may name a hub dataset)."""
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
 TEMPLATES = {"prompt.template": (("instruction", "input"), "instruction"),
              "rag.context_template": (("passages",), "passages")}
 """Template keys: (allowed placeholders, required placeholder)."""
@@ -56,7 +58,9 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: str | None = _opt(None, "Training examples (JSONL or JSON array), relative to the task folder.")
+    train: str | None = _opt(None, "Training examples, relative to the task folder: JSONL, JSON array, CSV or "
+                             "Parquet. Here and in test, dev and file, `hf:owner/name[:config][#split]` names a hub "
+                             "dataset (default split: train; test for test, validation for dev).")
     test: str | None = _opt(None, "Held-out test examples; scored, never shown to a strategy.")
     dev: str | None = _opt(None, "Validation examples; carved from train by `dev_fraction` when absent.")
     file: str | None = _opt(None, "One data file split deterministically into train/test instead of train+test.")
@@ -144,6 +148,10 @@ class FinetuneConfig:
     train_on_docs: bool = _opt(False, "Also train on the task's documents as plain text (knowledge injection).")
     merge: bool = _opt(False, "Also save the merged model (merge_and_unload) in the run directory.")
     seed: int = _opt(0, "Seed of LoRA initialization and data order.")
+    report_to: str = _opt("none", "Also log the trainer's per-epoch losses to tensorboard (event files in the "
+                          "adapter's cache folder, `logs/`, copied to the run's finetune/logs), wandb or mlflow "
+                          "(set up by their own environment variables). Not part of the adapter's cache key: a "
+                          "cached adapter is reused and logs nothing new.", choices=REPORT_TO)
 
 
 @dataclass(frozen=True)
@@ -288,6 +296,11 @@ def _check_paths(cfg: TaskConfig, folder: Path, fail: Callable[[str, str], NoRet
         name = functools.reduce(getattr, key.split("."), cfg)
         if key != "docs" and not name:
             continue
+        if key != "docs" and name.startswith(HUB_PREFIX):
+            if parse_hub_ref(name) is None:
+                fail(key, f"{_SHOW.repr(name)} is not a hub dataset id: write hf:owner/name, optionally followed "
+                     f"by :config and #split")
+            continue  # a hub dataset, not a path: harness.tables loads it
         if "\0" in name or Path(name).is_absolute():
             fail(key, f"{_SHOW.repr(name)}: give a path relative to the task folder")
         try:

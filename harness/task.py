@@ -6,6 +6,7 @@ contamination (exact and near-duplicate prompts), disjoint ids, duplicate exampl
 
 from __future__ import annotations
 
+import importlib.util
 import string
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import TaskConfig, load_task_config
-from harness.data import Example, Query, TaskData, load_examples, split_by_hash
-from harness.errors import DataError, HarnessError
+from harness.data import Example, Query, TaskData, load_examples, load_hub_examples, split_by_hash
+from harness.errors import ConfigError, DataError, HarnessError
+from harness.tables import HUB_PREFIX, parse_hub_ref
 from harness.yaml_safe import compose_file, key_lines
 
 TASKS_DIR = Path("tasks")
 MIN_RECOMMENDED_TRAIN = 500
 MIN_SAFE_TRAIN = 200
+HUB_DEFAULT_SPLITS = {"file": "train", "train": "train", "test": "test", "dev": "validation"}
+"""The split of a hub dataset named without `#split`, by the data key that names it."""
+REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+"""finetune.report_to -> the packages, any one of which transformers' integration can log through."""
 
 
 @dataclass
@@ -59,6 +65,7 @@ def resolve_task_dir(name_or_path: str) -> Path:
 def load_task(name_or_path: str, allow_contamination: bool = False) -> Task:
     folder = resolve_task_dir(name_or_path)
     cfg = load_task_config(folder / "task.yaml")
+    check_reporter(cfg, folder / "task.yaml")
     data = load_task_data(cfg, folder, allow_contamination or cfg.data.allow_contamination)
     return Task(cfg, folder, data)
 
@@ -67,18 +74,26 @@ def load_task_data(cfg: TaskConfig, folder: Path, allow_contamination: bool) -> 
     d = cfg.data
     formats: dict[str, str] = {}
 
-    def read(name: str) -> list:
-        examples, fmt = load_examples(folder / name)
-        formats[name] = fmt
+    def read(key: str, name: str) -> list:
+        if not name.startswith(HUB_PREFIX):
+            examples, formats[name] = load_examples(folder / name)
+            return examples
+        ref = parse_hub_ref(name)
+        assert ref is not None, f"config loading checks hub ids: {name!r}"
+        split = ref.split or HUB_DEFAULT_SPLITS[key]
+        path = folder / "task.yaml"
+        line = key_lines(compose_file(path), path).get(f"data.{key}", 1)
+        # keyed by hf:owner/name#split, as train and test may name one dataset
+        examples, formats[ref.label(split)] = load_hub_examples(ref, split, f"{path}:{line}: field 'data.{key}'")
         return examples
 
     if d.file:
-        train, test = split_by_hash(read(d.file), d.test_fraction, d.split_seed)
+        train, test = split_by_hash(read("file", d.file), d.test_fraction, d.split_seed)
     else:
         assert d.train and d.test, "config loading guarantees train and test"
-        train, test = read(d.train), read(d.test)
+        train, test = read("train", d.train), read("test", d.test)
     if d.dev:
-        dev = read(d.dev)
+        dev = read("dev", d.dev)
     else:
         train, dev = split_by_hash(train, d.dev_fraction, f"dev:{d.split_seed}")
     contamination = check_contamination(train + dev, test, d.near_duplicate_ngram)
@@ -117,8 +132,19 @@ def duplicate_warnings(examples: list[Example], label: str, kind: str) -> list[s
 
 
 def _file_order(ex: Example) -> tuple[str, int]:
-    path, _, line = ex.origin.rpartition(":")
-    return path, int(line) if line.isdigit() else 0
+    path, _, at = ex.origin.rpartition(":")
+    at = at.removeprefix("row ")  # Parquet and hub rows
+    return path, int(at) if at.isdigit() else 0
+
+
+def check_reporter(cfg: TaskConfig, path: Path) -> None:
+    """finetune.report_to names an integration whose package is installed (else training would fail late)."""
+    reporter = cfg.finetune.report_to
+    packages = REPORTER_PACKAGES.get(reporter, ())
+    if packages and not any(importlib.util.find_spec(p) for p in packages):
+        line = key_lines(compose_file(path), path).get("finetune.report_to", 1)
+        raise ConfigError(f"{path}:{line}: field 'finetune.report_to': {reporter!r} needs the {packages[0]} "
+                          f"package, which is not installed (pip install {packages[0]})")
 
 
 def _check_disjoint_ids(train: list, test: list) -> None:

@@ -24,7 +24,7 @@ from harness.records import FitRecord, Prediction
 from harness.training import formatting, planner
 from harness.training.engines import choose_engine, choose_padding_free, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
-from harness.training.spec import TrainSpec, cache_key
+from harness.training.spec import LOGS_DIR, TrainSpec, cache_key
 from strategies import StrategyContext
 from strategies.prompt import to_predictions
 
@@ -69,6 +69,9 @@ class FinetuneStrategy:
         from harness.training.curves import write_curves
 
         write_curves(fit["epochs"], fit["best_epoch"], out)
+        logs = Path(spec.work_dir) / LOGS_DIR
+        if logs.is_dir():  # the logs of the training that made the adapter: on a cache hit, nothing new
+            shutil.copytree(logs, out / LOGS_DIR, dirs_exist_ok=True)
         details: dict[str, Any] = {
             **{k: v for k, v in fit.items() if k not in ("memory_plan", "sessions")},
             "memory_estimate_gb": round(fit["memory_estimate_bytes"] / GB, 2),
@@ -80,7 +83,8 @@ class FinetuneStrategy:
             "loss_curve_files": ["loss_curve.json", "loss_curve.png"],
             # Columnar, for the report's plot: epoch 0 is the validation loss before training.
             "loss_curve": {key: [e[key] for e in fit["epochs"]] for key in ("epoch", "train_loss", "eval_loss")},
-            "cache_key": key, "cache_dir": spec.work_dir, **counts,
+            "cache_key": key, "cache_dir": spec.work_dir, **counts, "report_to": ft.report_to,
+            "logs_dir": (out / LOGS_DIR).relative_to(out.parent).as_posix() if logs.is_dir() else None,
         }
         if ft.merge:
             # A load of its own (on the CPU): merging rewrites the weights, so not the run's shared model.
@@ -135,7 +139,7 @@ class FinetuneStrategy:
             micro_batch=memory.micro_batch, grad_accum=memory.grad_accum,
             gradient_checkpointing=memory.checkpointing, work_dir="", memory_plan=memory.to_dict(),
             threads=cfg.model.threads, allow_fallback=ft.engine == "auto",
-            padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len))
+            padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len), report_to=ft.report_to)
         counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
                   "longest_sequence_tokens": longest}
         return spec, train_records, dev_records, counts

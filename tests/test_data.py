@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import data
+from harness import jsonfile
 from harness.data import Example, load_examples, read_records, split_by_hash
 from harness.errors import DataError
 from harness.task import check_contamination, load_task, normalize_prompt, size_warnings
@@ -46,7 +46,8 @@ def test_json_array_file_reports_element_lines(tmp_path):
     ([{"instruction": "x", "output": "y"}, {"instruction": "x2", "output": 3}],
      ":2: field 'output': expected a string"),
     ([{"instruction": "x", "output": "y"}, "{not json"], ":2: invalid JSON"),
-    ([{"text": "<|user|>hi<|assistant|>yo"}], ":1: field 'messages'/'instruction'/'prompt': unrecognized format"),
+    ([{"text": "<|user|>hi<|assistant|>yo"}],
+     ":1: field 'messages'/'conversations'/'instruction'/'prompt': unrecognized format"),
     ([{"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}],
      ":1: field 'messages[1].role': 'bot' is not one of"),
     ([{"messages": [{"role": "user", "content": "q"}]}], ":1: field 'messages': must end with"),
@@ -168,7 +169,7 @@ def test_oversized_record_is_refused_before_it_is_parsed(tmp_path):
 
 
 def test_json_array_file_size_is_capped(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "MAX_ARRAY_FILE_BYTES", 100)
+    monkeypatch.setattr(jsonfile, "MAX_ARRAY_FILE_BYTES", 100)
     path = write_bytes(tmp_path, "a.json", "[" + ",\n".join(rec(i) for i in range(5)) + "]")
     assert ":1: a JSON array file may be at most 100 bytes; use JSONL" in data_error(path)
 

@@ -185,6 +185,15 @@ def test_cache_key_follows_what_changes_the_adapter_only():
     assert key != cache_key(spec(), train + [{"prompt": "x", "completion": "y"}], dev)
     assert key != cache_key(spec(), train, [])
     assert key != cache_key(spec(padding_free=True), train, dev)  # other dropout masks, another adapter
+    assert key == cache_key(spec(report_to="tensorboard"), train, dev)  # logging changes no weight
+
+
+def test_report_to_reaches_the_trainer_and_none_logs_nowhere(tmp_path):
+    from harness.training.worker import training_args
+
+    args = training_args(spec(report_to="tensorboard", work_dir=str(tmp_path / "0123abcd")))
+    assert args.report_to == ["tensorboard"] and args.run_name == "0123abcd"
+    assert training_args(spec(work_dir=str(tmp_path))).report_to == []
 
 
 def test_padding_free_batches_give_the_models_padded_logits(tokenizer):
@@ -289,7 +298,7 @@ def test_gpu_check_without_cuda_says_so_and_exits_0():
 
 
 def test_report_section_shows_engine_cost_memory_and_losses():
-    from harness.training.summary import markdown_section
+    from harness.training.summary import body_lines
 
     details = {"engine": "peft", "engine_why": "auto: no CUDA", "precision": "float32 LoRA", "device": "cpu",
                "trainable_params": 4_884_480, "total_params": 139_399_488, "trainable_percent": 3.5039,
@@ -298,14 +307,15 @@ def test_report_section_shows_engine_cost_memory_and_losses():
                "grad_accum": 1, "gradient_checkpointing": False, "memory_estimate_gb": 4.05, "memory_peak_gb": 3.98,
                "memory_measured_as": "peak RSS", "memory_plan": {"reason": "estimate 4.05 GB fits"},
                "epochs_run": 2, "epochs_max": 2, "stopped_early": False, "best_epoch": 2, "adapter_dir": "a",
-               "cache_hit": True, "cache_key": "abc", "resumed_from_epoch": None,
+               "cache_hit": True, "cache_key": "abc", "resumed_from_epoch": None, "logs_dir": "finetune/logs",
                "epochs": [{"epoch": 0, "train_loss": None, "eval_loss": 2.5}, {"epoch": 1, "train_loss": 0.34,
                                                                             "eval_loss": 0.021},
                           {"epoch": 2, "train_loss": 0.01, "eval_loss": 0.019}]}
-    text = "\n".join(markdown_section({"status": "ok", "fit": {"details": details}}))
+    text = "\n".join(body_lines({"status": "ok", "fit": {"details": details}}))
     assert "- Engine: peft, float32 LoRA on cpu (auto: no CUDA)" in text
     assert "4,884,480 of 139,399,488 (3.50%)" in text
-    assert "1234 s, 200 optimizer steps (6.10 s/step), 85 tokens/s" in text
+    assert "21 min, 200 optimizer steps (6.10 s/step), 85 tokens/s" in text
     assert "estimated 4.05 GB, measured 3.98 GB (peak RSS)" in text and "reused from the cache (abc)" in text
-    assert "| 0 |  | 2.5000 |" in text and "| 2 (best) | 0.0100 | 0.0190 |" in text and "loss_curve.png" in text
-    assert markdown_section({"status": "not run: no GPU"}) == []
+    assert "| 0 |  | 2.5000 |" in text and "| 2 (best) | 0.0100 | 0.0190 |" in text
+    assert "- Adapter: `a`; TensorBoard logs: `finetune/logs`" in text
+    assert body_lines({"status": "not run: no GPU"}) == []

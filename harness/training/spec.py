@@ -3,7 +3,8 @@
 The hash covers what changes the adapter: the base model's files, the training and dev records, the
 training settings, the engine and precision, the device, and the library versions. It leaves out what
 only changes how the work is split (micro-batch, gradient accumulation, checkpointing, threads), so a
-rerun under a different memory budget still reuses the adapter.
+rerun under a different memory budget still reuses the adapter, and where the losses are logged
+(report_to), which changes no weight.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FORMAT_VERSION = 1
 HASHED_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "warmup_steps",
                    "max_seq_length", "early_stopping_patience", "seed", "engine", "load_in_4bit", "dtype", "device",
                    "eos_token", "padding_free")
+LOGS_DIR = "logs"
+"""The work folder's subfolder for report_to's TensorBoard event files: kept with the adapter, across resumes."""
 LIBRARIES = ("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth", "unsloth_zoo")
 
 
@@ -61,6 +64,8 @@ class TrainSpec:
     """Each batch flattened into one row, sequences told apart by position ids (TRL padding_free);
     only when no record is longer than max_seq_length, as TRL then leaves truncation to the caller.
     None: the engine decides (unsloth's own rule)."""
+    report_to: str = "none"
+    """finetune.report_to: none, tensorboard, wandb or mlflow. Not hashed: logging changes no weight."""
 
     @property
     def precision(self) -> str:

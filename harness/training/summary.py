@@ -48,6 +48,7 @@ def body_lines(metrics: dict[str, Any]) -> list[str]:
     d = metrics["fit"]["details"]
     stop = ", stopped early" if d.get("stopped_early") else ""
     merged = f"; merged model: `{d['merged_dir']}`" if d.get("merged_dir") else ""
+    logs = f"; TensorBoard logs: `{d['logs_dir']}`" if d.get("logs_dir") else ""
     docs = f" + {d['doc_records']} document chunks" if d.get("doc_records") else ""
     lines = [
         f"- Engine: {d['engine']}, {d.get('precision', '?')} on {d.get('device', '?')} ({d.get('engine_why', '')})",
@@ -63,7 +64,7 @@ def body_lines(metrics: dict[str, Any]) -> list[str]:
         _memory(d),
         (f"- Epochs: {d.get('epochs_run', '?')} of {d.get('epochs_max', '?')}{stop}; best epoch "
          f"{d.get('best_epoch', '?')} (its adapter is used)"),
-        f"- Adapter: `{d.get('adapter_dir', '?')}`{merged}",
+        f"- Adapter: `{d.get('adapter_dir', '?')}`{merged}{logs}",
     ]
     table = _loss_table(d)
     return lines + ([""] + table if table else [])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.training import resume
-from harness.training.spec import TrainSpec
+from harness.training.spec import LOGS_DIR, TrainSpec
 
 
 def training_args(spec: TrainSpec, **overrides: Any) -> Any:
@@ -38,7 +38,8 @@ def training_args(spec: TrainSpec, **overrides: Any) -> Any:
         "bf16": spec.dtype == "bfloat16" and spec.device == "cuda", "fp16": False, "use_cpu": spec.device == "cpu",
         "max_length": spec.max_seq_length, "eos_token": spec.eos_token, "completion_only_loss": True,
         "include_num_input_tokens_seen": "non_padding", "seed": spec.seed, "data_seed": spec.seed,
-        "report_to": [], "dataloader_num_workers": 0, "save_only_model": False}
+        "report_to": [] if spec.report_to == "none" else [spec.report_to], "run_name": Path(spec.work_dir).name,
+        "dataloader_num_workers": 0, "save_only_model": False}
     if spec.padding_free is not None:  # None: left unset, so unsloth applies its own rule
         settings["padding_free"] = spec.padding_free
     if spec.padding_free is not False:
@@ -93,6 +94,9 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     from harness.training.engines import load_for_training, trainer_class
 
     work = Path(spec.work_dir)
+    # transformers' TensorBoard callback reads its folder from here only (default: under the checkpoints, which
+    # are deleted at the end); with the adapter, a resumed training adds to the same logs.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / LOGS_DIR)
     if spec.device == "cpu":
         torch.set_num_threads(spec.threads or os.cpu_count() or 1)
     began = time.perf_counter()
