@@ -66,6 +66,9 @@ def _add_run_options(p: argparse.ArgumentParser, task_help: str = "task name (fo
     p.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
     p.add_argument("--limit", type=positive_int, help="score only the first N test items (quick runs)")
     p.add_argument("--model", help="override model.name: a local directory or hub id")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a task.yaml key, checked by the same schema; repeatable (--set rag.k=2 "
+                        "--set generation.stop='[\"\\n\"]'); recorded in the run's config.json and run.json")
     p.add_argument("--allow-contamination", action="store_true", help="allow test prompts that also occur in train")
     p.add_argument("--results", default="results", help="results root (default: results)")
     p.add_argument("--no-benchmarks", action="store_true", help="skip MMLU/HumanEval (quick runs)")
@@ -90,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a task's config and data without running anything")
     validate.add_argument("task")
     validate.add_argument("--allow-contamination", action="store_true")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                          help="override a task.yaml key, as for compare")
 
     bless = sub.add_parser("bless", help="mark a run as the baseline of its task")
     bless.add_argument("run", type=Path)
@@ -166,7 +171,7 @@ def _run_compare(args: argparse.Namespace) -> Path:
     from harness.task import load_task
 
     check_results_root(Path(args.results))
-    task = load_task(args.task, allow_contamination=args.allow_contamination)
+    task = load_task(args.task, allow_contamination=args.allow_contamination, overrides=args.overrides)
     if args.model:
         task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
         task.overrides["model.name"] = "--model"
@@ -199,7 +204,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.task import load_task
 
-    task = load_task(args.task, allow_contamination=args.allow_contamination)
+    task = load_task(args.task, allow_contamination=args.allow_contamination, overrides=args.overrides)
     d = task.data
     print(f"{task.config.name}: {len(d.train)} train / {len(d.dev)} dev / {len(d.test)} test; formats {d.formats}")
     for warning in d.warnings:
@@ -240,7 +245,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         base, new = require_complete(args.base, "baseline run"), require_complete(args.new, "new run")
     elif args.task:
         # The blessed run must exist before an expensive compare starts.
-        name = load_task(args.task, allow_contamination=args.allow_contamination).config.name
+        name = load_task(args.task, args.allow_contamination, args.overrides).config.name
         base = require_complete(regress.blessed_run(Path(args.results) / name), "blessed run")
         new = _run_compare(args)
     else:

@@ -29,7 +29,7 @@ import yaml
 from harness.errors import ConfigError
 from harness.tables import HUB_PREFIX, parse_hub_ref
 from harness.yaml_safe import SHOW as _SHOW
-from harness.yaml_safe import compose_file, key_lines, one_line
+from harness.yaml_safe import at, compose_file, key_lines, merge_overrides, one_line
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 STRATEGY_NAMES = ("prompt", "rag", "finetune")
@@ -229,15 +229,24 @@ class TaskConfig:
     regress: RegressConfig = field(default_factory=RegressConfig, metadata={"help": "Margins of `make regress`."})
 
 
-def load_task_config(path: Path) -> TaskConfig:
-    """Parse task.yaml into a TaskConfig; a missing `name` becomes the folder name."""
-    root = compose_file(path)
+def load_task_config(path: Path, overrides: list[str] = (), origins: dict[str, str] | None = None  # type: ignore[assignment]
+                     ) -> TaskConfig:
+    """Parse task.yaml into a TaskConfig; a missing `name` becomes the folder name.
+
+    `overrides` are `key=value` settings from the command line (`--set`), checked exactly as if the
+    file said them; `origins`, when given, receives the option that set each overridden key.
+    """
+    root, set_by = merge_overrides(compose_file(path), list(overrides))
+    if origins is not None:
+        origins.update(set_by)
     lines = key_lines(root, path)
     cfg = TaskConfig() if root is None else _build(TaskConfig, root, path, "")
     if not cfg.name:
         cfg = dataclasses.replace(cfg, name=path.parent.resolve().name)
 
     def fail(key: str, problem: str) -> NoReturn:
+        if key in set_by:
+            raise ConfigError(f"{set_by[key]}: field '{key}': {problem}")
         line = lines.get(key, lines.get(key.split(".")[0], 1))
         raise ConfigError(f"{path}:{line}: field '{key}': {problem}")
 
@@ -321,7 +330,7 @@ def _check_paths(cfg: TaskConfig, folder: Path, fail: Callable[[str, str], NoRet
 
 def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
     if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{path}:{node.start_mark.line + 1}: field '{prefix.rstrip('.') or '<root>'}': "
+        raise ConfigError(f"{at(path, node.start_mark)}: field '{prefix.rstrip('.') or '<root>'}': "
                           f"expected a mapping")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -330,14 +339,14 @@ def _build(cls: type, node: yaml.Node, path: Path, prefix: str) -> Any:
         key = key_node.value
         dotted = prefix + key
         if key not in fields:
-            raise ConfigError(f"{path}:{key_node.start_mark.line + 1}: field '{one_line(dotted)}': unknown key "
+            raise ConfigError(f"{at(path, key_node.start_mark)}: field '{one_line(dotted)}': unknown key "
                               f"(allowed: {', '.join(fields)})")
         values[key] = _convert(hints[key], value_node, fields[key].metadata, path, dotted)
     return cls(**values)
 
 
 def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: Path, dotted: str) -> Any:
-    where = f"{path}:{node.start_mark.line + 1}: field '{dotted}'"
+    where = f"{at(path, node.start_mark)}: field '{dotted}'"
     if dataclasses.is_dataclass(hint):
         return _build(hint, node, path, dotted + ".")
     if node.tag == "tag:yaml.org,2002:int" and len(node.value) > 100:
@@ -358,7 +367,7 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
             raise ConfigError(f"{where}: expected a list of strings, got {_SHOW.repr(value)}")
         seen: set[str] = set()
         for i, item in enumerate(value):
-            item_where = f"{path}:{node.value[i].start_mark.line + 1}: field '{dotted}'"
+            item_where = f"{at(path, node.value[i].start_mark)}: field '{dotted}'"
             if not item:
                 raise ConfigError(f"{item_where}: item {i + 1} is an empty string (as a stop string it would cut "
                                   f"every answer)")

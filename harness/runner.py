@@ -75,7 +75,8 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
         write_json(run_dir / "config.json", dataclasses.asdict(cfg))
         started = datetime.now(UTC).isoformat(timespec="seconds")
         write_json(run_dir / "run.json", {"task": cfg.name, "task_dir": str(task.folder), "strategies": names,
-                                          "limit_test": limit, "generation_cache": use_cache, "started": started})
+                                          "limit_test": limit, "generation_cache": use_cache, "started": started,
+                                          "overrides": task.overrides})
         write_json(run_dir / "split.json", _split_record(task, test))
         summaries: dict[str, dict[str, Any]] = {}
         for name in names:

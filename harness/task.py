@@ -62,12 +62,14 @@ def resolve_task_dir(name_or_path: str) -> Path:
     return path
 
 
-def load_task(name_or_path: str, allow_contamination: bool = False) -> Task:
+def load_task(name_or_path: str, allow_contamination: bool = False, overrides: list[str] = ()) -> Task:  # type: ignore[assignment]
+    """The task folder's config (with `--set key=value` overrides) and data, checked."""
     folder = resolve_task_dir(name_or_path)
-    cfg = load_task_config(folder / "task.yaml")
-    check_reporter(cfg, folder / "task.yaml")
+    origins: dict[str, str] = {}
+    cfg = load_task_config(folder / "task.yaml", overrides, origins)
+    check_reporter(cfg, folder / "task.yaml", origins)
     data = load_task_data(cfg, folder, allow_contamination or cfg.data.allow_contamination)
-    return Task(cfg, folder, data)
+    return Task(cfg, folder, data, origins)
 
 
 def load_task_data(cfg: TaskConfig, folder: Path, allow_contamination: bool) -> TaskData:
@@ -137,13 +139,14 @@ def _file_order(ex: Example) -> tuple[str, int]:
     return path, int(at) if at.isdigit() else 0
 
 
-def check_reporter(cfg: TaskConfig, path: Path) -> None:
+def check_reporter(cfg: TaskConfig, path: Path, origins: dict[str, str] | None = None) -> None:
     """finetune.report_to names an integration whose package is installed (else training would fail late)."""
     reporter = cfg.finetune.report_to
     packages = REPORTER_PACKAGES.get(reporter, ())
     if packages and not any(importlib.util.find_spec(p) for p in packages):
-        line = key_lines(compose_file(path), path).get("finetune.report_to", 1)
-        raise ConfigError(f"{path}:{line}: field 'finetune.report_to': {reporter!r} needs the {packages[0]} "
+        key = "finetune.report_to"
+        where = (origins or {}).get(key) or f"{path}:{key_lines(compose_file(path), path).get(key, 1)}"
+        raise ConfigError(f"{where}: field '{key}': {reporter!r} needs the {packages[0]} "
                           f"package, which is not installed (pip install {packages[0]})")
 
 

@@ -8,6 +8,7 @@ Errors are `ConfigError`s of one line naming the file, the line and the field.
 
 from __future__ import annotations
 
+import re
 import reprlib
 from pathlib import Path
 from typing import Any, NoReturn
@@ -105,7 +106,7 @@ def key_lines(root: yaml.Node | None, path: Path) -> dict[str, int]:
     def visit(node: yaml.Node, dotted: str, depth: int) -> None:
         nonlocal visits
         visits += 1
-        where = f"{path}:{node.start_mark.line + 1}: field '{dotted or '<root>'}'"
+        where = f"{at(path, node.start_mark)}: field '{dotted or '<root>'}'"
         if visits > MAX_YAML_VALUES or depth > MAX_YAML_DEPTH:
             raise ConfigError(f"{where}: YAML expands to over {MAX_YAML_VALUES:,} values or {MAX_YAML_DEPTH} levels "
                               f"(aliases of aliases?)")
@@ -148,3 +149,65 @@ def _key_on_line(text: str, line: int, path: Path) -> str:
 def one_line(value: object, limit: int = 200) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+OVERRIDE = "--set"
+"""How a setting given on the command line is named in errors (`--set rag.k=two: field 'rag.k': ...`)."""
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def at(path: Path, mark: yaml.Mark) -> str:
+    """Where a YAML node came from: `file:line`, or the `--set key=value` that gave it."""
+    return mark.name if mark.name.startswith(OVERRIDE) else f"{path}:{mark.line + 1}"
+
+
+def merge_overrides(root: yaml.Node | None, sets: list[str]) -> tuple[yaml.Node | None, dict[str, str]]:
+    """task.yaml's node tree with `key=value` settings put in (replacing what the file says), and, per
+    dotted key, the option that set it. Values are YAML (`rag.k=2`, `generation.stop=["\\n"]`), parsed
+    with the same bounds as the file, so the schema checks them exactly as if task.yaml said them."""
+    origins: dict[str, str] = {}
+    for pair in sets:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        label = f"{OVERRIDE} {one_line(pair, 80)}"
+        if not sep or not _KEY.fullmatch(key):
+            raise ConfigError(f"{label}: expected KEY=VALUE with a dotted key, e.g. rag.k=2")
+        value = _compose_value(text, label)
+        mark = yaml.Mark(label, 0, 0, 0, None, None)
+        if root is None:
+            root = yaml.MappingNode("tag:yaml.org,2002:map", [], mark, mark)
+        node = root
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, yaml.MappingNode):
+                raise ConfigError(f"{label}: field '{'.'.join(parts[:depth])}' is not a section")
+            last = depth == len(parts) - 1
+            found = next((i for i, (k, _) in enumerate(node.value) if k.value == part), None)
+            child = value if last else yaml.MappingNode("tag:yaml.org,2002:map", [], mark, mark)
+            if found is None:
+                node.value.append((yaml.ScalarNode("tag:yaml.org,2002:str", part, mark, mark), child))
+            elif last:
+                node.value[found] = (yaml.ScalarNode("tag:yaml.org,2002:str", part, mark, mark), child)
+            else:
+                child = node.value[found][1]
+            node = child
+        origins[key] = label
+    return root, origins
+
+
+def _compose_value(text: str, label: str) -> yaml.Node:
+    mark = yaml.Mark(label, 0, 0, 0, None, None)
+    if not text.strip():
+        return yaml.ScalarNode("tag:yaml.org,2002:null", "", mark, mark)
+    try:
+        loader = _ShallowLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"{label}: character U+{exc.character:04X} is not allowed") from None
+    loader.name = label  # every mark of the value names the option instead of a line of task.yaml
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: invalid YAML value: {one_line(getattr(exc, 'problem', None) or exc)}") from None
+    finally:
+        loader.dispose()
+    return node if node is not None else yaml.ScalarNode("tag:yaml.org,2002:null", "", mark, mark)
