@@ -54,6 +54,9 @@ def caveats(metrics: dict[str, dict[str, Any]], benchmarks: dict[str, Any] | Non
     tuned = [name for name, m in ran.items() if own_weights(name, m, bench)]
     if tuned:
         out += _unmeasured(tuned, bench)
+    elif not bench.get("weights"):
+        out.append("MMLU/HumanEval were not run, so forgetting was not measured; no strategy here answers with "
+                   "trained weights, so none could have forgotten.")
     for name, result in sorted(((bench.get("weights") or {}).get("base") or {}).items()):
         if result.get("status") == "ok" and result.get("n"):
             sentence = _sensitivity(name, result, alpha, bool(tuned))
