@@ -253,6 +253,8 @@ def load_task_config(path: Path, overrides: list[str] = (), origins: dict[str, s
     if problem := _name_problem(cfg.name):
         fail("name", f"{_SHOW.repr(cfg.name)} {problem}; it names the folder results/<name>/"
              + ("" if "name" in lines else " (taken from the task folder: set `name:`)"))
+    if not cfg.strategies:
+        fail("strategies", f"is empty: name at least one of {', '.join(STRATEGY_NAMES)}")
     for key, (allowed, required) in TEMPLATES.items():
         if problem := _template_problem(functools.reduce(getattr, key.split("."), cfg), allowed, required):
             fail(key, problem)

@@ -98,6 +98,7 @@ def load_task_data(cfg: TaskConfig, folder: Path, allow_contamination: bool) -> 
         dev = read("dev", d.dev)
     else:
         train, dev = split_by_hash(train, d.dev_fraction, f"dev:{d.split_seed}")
+    _check_sizes(train, test, cfg, folder / "task.yaml")
     contamination = check_contamination(train + dev, test, d.near_duplicate_ngram)
     warnings = size_warnings(len(train) + len(dev))
     overlap = contamination["exact_overlap"]
@@ -148,6 +149,18 @@ def check_reporter(cfg: TaskConfig, path: Path, origins: dict[str, str] | None =
         where = (origins or {}).get(key) or f"{path}:{key_lines(compose_file(path), path).get(key, 1)}"
         raise ConfigError(f"{where}: field '{key}': {reporter!r} needs the {packages[0]} "
                           f"package, which is not installed (pip install {packages[0]})")
+
+
+def _check_sizes(train: list, test: list, cfg: TaskConfig, path: Path) -> None:
+    """Every split the run needs has examples (a tiny `data.file` can leave train empty after the split)."""
+    lines = key_lines(compose_file(path), path)
+    key = "data.file" if cfg.data.file else "data.train"
+    if not train:
+        raise DataError(f"{path}:{lines.get(key, 1)}: field '{key}': no training examples left after the split "
+                        f"(train also gives k-shot examples and the fine-tune's data); add examples")
+    if not test:
+        key = "data.file" if cfg.data.file else "data.test"
+        raise DataError(f"{path}:{lines.get(key, 1)}: field '{key}': no test examples after the split")
 
 
 def _check_disjoint_ids(train: list, test: list) -> None:

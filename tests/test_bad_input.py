@@ -176,6 +176,11 @@ CASES: dict[str, tuple[Mutation, str]] = {
     "limit-negative": (lambda t: ["--limit", "-1"], "--limit"),
     "strategies-empty": (lambda t: ["--strategies", ","], "--strategies"),
     "strategies-twice": (lambda t: ["--strategies", "prompt,prompt"], "--strategies"),
+    "no-strategies": (lambda t: yaml_with(t, "strategies: [prompt]", "strategies: []") or [], "'strategies': is empty"),
+    "no-train-left": (lambda t: (t / "train.jsonl").write_text(jsonl([record(1)])) and [],
+                      "'data.train': no training examples left"),
+    "data-fifo": (lambda t: (t / "train.jsonl").unlink() or os.mkfifo(t / "train.jsonl") or [],
+                  "'data.train': not a regular file"),
     # model loading
     "model-missing-path": (lambda t: ["--model", str(t.parent / "no-such-model")], "--model: local model"),
     "model-not-a-model": (_not_a_model, "--model: "),
