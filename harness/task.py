@@ -59,6 +59,9 @@ def resolve_task_dir(name_or_path: str) -> Path:
     if not (path / "task.yaml").is_file():
         known = sorted(p.parent.name for p in TASKS_DIR.glob("*/task.yaml"))
         raise HarnessError(f"no task.yaml in {path} (tasks here: {', '.join(known) or 'none'})")
+    if (path / "task.yaml").resolve().parent != path.resolve():
+        raise HarnessError(f"{path / 'task.yaml'}: a symlink out of the task folder (to "
+                           f"{(path / 'task.yaml').resolve()}); the task's files must be inside it")
     return path
 
 

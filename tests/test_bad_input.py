@@ -108,6 +108,13 @@ def _alias_bomb(t: Path) -> list[str]:
     return []
 
 
+def _symlinked_task_yaml(t: Path) -> list[str]:
+    (t.parent / "elsewhere.yaml").write_text(TASK_YAML)
+    (t / "task.yaml").unlink()
+    (t / "task.yaml").symlink_to(t.parent / "elsewhere.yaml")
+    return []
+
+
 def _results_is_a_file(t: Path) -> list[str]:
     (t.parent / "results-file").write_text("not a folder")
     return ["--results", str(t.parent / "results-file")]
@@ -181,6 +188,7 @@ CASES: dict[str, tuple[Mutation, str]] = {
                       "'data.train': no training examples left"),
     "data-fifo": (lambda t: (t / "train.jsonl").unlink() or os.mkfifo(t / "train.jsonl") or [],
                   "'data.train': not a regular file"),
+    "task-yaml-symlink-out": (_symlinked_task_yaml, "a symlink out of the task folder"),
     # model loading
     "model-missing-path": (lambda t: ["--model", str(t.parent / "no-such-model")], "--model: local model"),
     "model-not-a-model": (_not_a_model, "--model: "),
