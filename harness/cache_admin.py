@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.models import cache_root
+from harness.retrieval import INDEX_CACHE_DIR
+from harness.training import ADAPTER_CACHE_DIR
 
 DAY_S = 86_400
 # kind: (folder under cache_root(), marker inside a folder entry, "" for the folder's own mtime,
 # or None when entries are files)
 KINDS: dict[str, tuple[str, str | None]] = {
     "models": ("models", ""),
-    "rag": ("rag", "manifest.json"),
+    "indexes": (INDEX_CACHE_DIR, "manifest.json"),
     "query-vectors": ("query_vectors", None),
-    "finetune": ("finetune", "fit.json"),
+    "adapters": (ADAPTER_CACHE_DIR, "fit.json"),
     "generations": ("generations", None),
     "benchmarks": ("benchmarks", "result.json"),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.metrics import MIN_TEST_ITEMS, wilson_ci
+from harness.records import fit_of
 from harness.stats import ALPHA, above_chance, min_detectable_drop
 
 BENCHMARK_LABELS = {"mmlu": "MMLU", "humaneval": "HumanEval"}
@@ -19,13 +20,10 @@ POWER = 0.8
 
 
 def own_weights(name: str, m: dict[str, Any], bench: dict[str, Any]) -> bool:
-    """Does this strategy answer with weights of its own (an adapter), which can forget?"""
-    details = (m.get("fit") or {}).get("details") or {}
-    if details.get("adapter_dir") or details.get("merged_dir"):
-        return True
+    """Does this strategy answer with weights of its own (an adapter), which can forget? Its fit record says
+    so, or benchmarks.json scored it on weights other than the base model's."""
     mapped = (bench.get("by_strategy") or {}).get(name)
-    # The runner gives the strategy called finetune its own weights even when its fit recorded no adapter.
-    return (mapped is not None and mapped != "base") or name == "finetune"
+    return fit_of(m).weights.trained or (mapped is not None and mapped != "base")
 
 
 def caveats(metrics: dict[str, dict[str, Any]], benchmarks: dict[str, Any] | None,
@@ -73,13 +71,15 @@ def _unmeasured(tuned: list[str], bench: dict[str, Any]) -> list[str]:
     out = [f"Forgetting was not measured for {t}: its weights have no MMLU/HumanEval result."
            for t in tuned if by_strategy.get(t) not in weights]
     why: dict[str, str] = {}
-    for w in ["base", *(by_strategy.get(t) for t in tuned)]:
+    keys = list(dict.fromkeys(by_strategy.get(t) for t in tuned))
+    for w in ["base", *keys]:
         for name, result in (weights.get(w) or {}).items():
             if result.get("status") != "ok":
                 why.setdefault(name, result.get("skipped") or "it did not run")
-    for name, f in (bench.get("forgetting") or {}).items():
-        if f.get("status") == "skipped":
-            why.setdefault(name, f.get("skipped") or "base and fine-tune were not compared")
+    for w in keys:
+        for name, f in ((bench.get("forgetting") or {}).get(w) or {}).items():
+            if f.get("status") == "skipped":
+                why.setdefault(name, f.get("skipped") or "base and fine-tune were not compared")
     return out + [f"Forgetting on {BENCHMARK_LABELS.get(name, name)} was not checked: {str(reason).rstrip('.')}."
                   for name, reason in sorted(why.items())]
 

@@ -26,14 +26,16 @@ from typing import Any, NoReturn
 
 import yaml
 
+from harness import registry
 from harness.errors import ConfigError
 from harness.tables import HUB_PREFIX, parse_hub_ref
 from harness.yaml_safe import SHOW as _SHOW
 from harness.yaml_safe import at, compose_file, key_lines, merge_overrides, one_line
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
-STRATEGY_NAMES = ("prompt", "rag", "finetune")
-SCORER_NAMES = ("exact_match", "token_f1", "rouge_l", "choice_letter", "contains")
+STRATEGY_NAMES = tuple(registry.STRATEGIES)
+SCORER_NAMES = tuple(registry.SCORERS)
+BACKEND_NAMES = tuple(registry.BACKENDS)
 DOCS_CHANGE = ("unknown", "never", "yearly", "monthly", "weekly", "daily")
 
 MAX_NAME_CHARS = 100
@@ -75,7 +77,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = _opt(DEFAULT_MODEL, "`embedded:smollm2-135m-instruct`, a local transformers directory, or a hub id.")
-    backend: str = _opt("transformers", "Inference backend.", choices=("transformers",))
+    backend: str = _opt("transformers", "Inference backend.", choices=BACKEND_NAMES)
     dtype: str = _opt("auto", "Weights dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.",
                       choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _opt("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
@@ -215,7 +217,8 @@ class TaskConfig:
     name: str = _opt("", "Task name (default: the folder name).")
     description: str = _opt("", "One line on what the task is.")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Example files and the split."})
-    docs: str = _opt("docs", "Folder of domain documents, relative to the task folder (used by `rag`).")
+    docs: str = _opt("docs", "Folder of domain documents, relative to the task folder (used by the strategies "
+                     "that retrieve: `rag`, `rag_finetune`).")
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model every strategy uses."})
     prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "Prompt construction."})
     generation: GenerationConfig = field(default_factory=GenerationConfig, metadata={"help": "Decoding."})
@@ -425,7 +428,3 @@ def config_reference(cls: type = TaskConfig, prefix: str = "") -> list[tuple[str
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         rows.append((prefix + f.name, json.dumps(default), f.metadata["help"]))
     return rows
-
-
-def to_dict(cfg: TaskConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

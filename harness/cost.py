@@ -1,16 +1,18 @@
 """The cost model: one-time cost, cost per 1,000 answers, total cost at the expected volume,
-and the break-even volume after which fine-tuning's one-time cost is repaid.
+and the break-even volume after which trained weights' one-time cost is repaid.
 
 Prices come from the task's `cost:` section (USD per machine hour; optional USD per 1,000 tokens
-for a hosted model). Times come from the run's measurements: fit seconds (training, index build)
-and the seconds of compute per answer (its share of the generation batch, plus retrieval for RAG).
+for a hosted model). Times come from the run's measurements: the one-time builds of each fit record
+(index, training: what each cost when first done, at the price of the machine it ran on) and the
+seconds of compute per answer (its share of the generation batch, plus retrieval where there is one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-ONE_TIME_KEYS = ("build_s", "train_seconds")
+from harness.records import FitRecord
 
 
 def hourly_price(device: str, cost_cfg: dict[str, Any]) -> float:
@@ -19,17 +21,15 @@ def hourly_price(device: str, cost_cfg: dict[str, Any]) -> float:
 
 def strategy_cost(metrics: dict[str, Any], cost_cfg: dict[str, Any], serve_device: str) -> dict[str, Any]:
     """Cost figures of one strategy that ran; every key names its unit."""
-    fit = metrics.get("fit", {})
-    fit_device = fit.get("device", "cpu")
-    details = fit.get("details") or {}
-    # What building the index or training cost when first done, even when this run reused it.
-    one_time_s = float(next((details[k] for k in ONE_TIME_KEYS if details.get(k) is not None), fit.get("seconds", 0.0)))
-    per_answer_s = float(metrics["compute_per_answer_s"])  # includes retrieval for rag
+    fit = FitRecord.from_dict(metrics.get("fit"))
+    one_time_usd = sum(b.seconds / 3600 * hourly_price(b.device, cost_cfg) for b in fit.one_time)
+    per_answer_s = float(metrics["compute_per_answer_s"])  # includes retrieval
     per_1k_usd = per_answer_s * 1000 / 3600 * hourly_price(serve_device, cost_cfg)
     tokens = metrics["prompt_tokens_mean"] + metrics["completion_tokens_mean"]
     out = {
-        "one_time_s": one_time_s,
-        "one_time_usd": one_time_s / 3600 * hourly_price(fit_device, cost_cfg),
+        "one_time_s": fit.one_time_s,
+        "one_time_usd": one_time_usd,
+        "one_time_devices": sorted({b.device for b in fit.one_time}),
         "per_answer_s": per_answer_s,
         "per_1k_answers_usd": per_1k_usd,
         "tokens_per_answer": tokens,
@@ -42,24 +42,43 @@ def strategy_cost(metrics: dict[str, Any], cost_cfg: dict[str, Any], serve_devic
     return out
 
 
-def break_even(costs: dict[str, dict[str, Any]], tuned: str = "finetune") -> dict[str, Any]:
-    """Answers after which `tuned`'s extra one-time cost is repaid by cheaper answers, per rival.
+def shared_builds(fits: dict[str, FitRecord]) -> dict[str, dict[str, list[str]]]:
+    """strategy -> {what: the other strategies whose fit has the same build (same content id)}.
 
-    None means never: the rival answers as cheaply or cheaper, so the one-time cost is never repaid.
+    A shared build was made once; each strategy's one-time cost still counts it, because either one
+    deployed alone would need it."""
+    owners: dict[tuple[str, str], list[str]] = {}
+    for name, fit in fits.items():
+        for b in fit.one_time:
+            if b.content_id:
+                owners.setdefault((b.what, b.content_id), []).append(name)
+    out: dict[str, dict[str, list[str]]] = {}
+    for (what, _), names in owners.items():
+        for name in names:
+            if len(names) > 1:
+                out.setdefault(name, {})[what] = [n for n in names if n != name]
+    return out
+
+
+def break_even(costs: dict[str, dict[str, Any]], trained: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """For each strategy with trained weights, the answers after which its extra one-time cost is repaid
+    by cheaper answers, per rival: {trained: {rival: answers}}.
+
+    0: it costs no more once; None: never, the rival answers as cheaply or cheaper.
     """
-    if tuned not in costs:
-        return {}
-    ft = costs[tuned]
-    result = {}
-    for name, c in costs.items():
-        if name == tuned:
-            continue
-        saving_per_answer = (c["per_1k_answers_usd"] - ft["per_1k_answers_usd"]) / 1000
-        extra_once = ft["one_time_usd"] - c["one_time_usd"]
-        if extra_once <= 0:
-            result[name] = 0
-        elif saving_per_answer <= 0:
-            result[name] = None
-        else:
-            result[name] = int(extra_once / saving_per_answer) + 1
+    result: dict[str, dict[str, Any]] = {}
+    for tuned in (t for t in trained if t in costs):
+        ft = costs[tuned]
+        result[tuned] = {}
+        for name, c in costs.items():
+            if name == tuned:
+                continue
+            saving_per_answer = (c["per_1k_answers_usd"] - ft["per_1k_answers_usd"]) / 1000
+            extra_once = ft["one_time_usd"] - c["one_time_usd"]
+            if extra_once <= 0:
+                result[tuned][name] = 0
+            elif saving_per_answer <= 0:
+                result[tuned][name] = None
+            else:
+                result[tuned][name] = int(extra_once / saving_per_answer) + 1
     return result

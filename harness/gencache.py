@@ -31,6 +31,11 @@ def fingerprint_dir(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def adapter_cache_id(model_path: str, adapter_id: str) -> str:
+    """Names base + adapter in the generation cache: the base model's files and the adapter's content id."""
+    return f"{fingerprint_dir(model_path)}+adapter:{adapter_id}"
+
+
 def read_cache_log(path: Path) -> list[dict[str, Any]]:
     """The records of an append-only JSONL cache file (none if it is missing), marking it used. A line
     cut by a crash is skipped: its entry is simply computed again."""

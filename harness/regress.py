@@ -18,6 +18,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.report import _read, load_run
+from harness.rundir import write_json
 from harness.stats import mcnemar_p, paired_bootstrap
 
 OK, REGRESSED, INCOMPARABLE = 0, 1, 3
@@ -31,10 +32,7 @@ def bless(run_dir: Path) -> Path:
     if not (run_dir / "manifest.json").is_file():
         raise HarnessError(f"{run_dir}: not a completed run directory (no manifest.json)")
     path = run_dir.parent / BLESS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run": run_dir.name, "blessed": datetime.now(UTC).isoformat(
-        timespec="seconds")}, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, {"run": run_dir.name, "blessed": datetime.now(UTC).isoformat(timespec="seconds")})
     return path
 
 

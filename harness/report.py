@@ -15,11 +15,14 @@ from typing import Any
 
 from harness import cost as cost_model
 from harness import verdict as verdict_rule
+from harness.benchmarks.forgetting import by_weights
 from harness.caveats import caveats
 from harness.config import TaskConfig
 from harness.errors import HarnessError
+from harness.records import FitRecord, fit_of
 from harness.report_format import md_table
 from harness.report_matrix import matrix, verdict_line
+from harness.rundir import write_json
 from harness.stats import compare_strategies
 
 __all__ = ["analyze", "load_run", "matrix", "terminal_summary", "write_report"]
@@ -67,6 +70,8 @@ def _with_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
+    """A run's files as dicts. Runs made before fit records named their weights, builds and complexity
+    get them inferred (harness.records.FitRecord.from_dict), and old benchmarks.json its current layout."""
     config = _read(run_dir / "config.json")
     if not isinstance(config, dict):
         raise HarnessError(f"{run_dir}/config.json: not a run directory (missing or not a JSON object)")
@@ -77,11 +82,13 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         metrics[name] = _read(run_dir / name / "metrics.json") or {
             "strategy": name, "status": "not run: no metrics.json (interrupted?)"}
         pred_path = run_dir / name / "predictions.jsonl"
-        if metrics[name].get("status") == "ok" and pred_path.is_file():
-            items[name] = _read_jsonl(pred_path)
+        if metrics[name].get("status") == "ok":
+            metrics[name]["fit"] = dataclasses.asdict(fit_of(metrics[name]))
+            if pred_path.is_file():
+                items[name] = _read_jsonl(pred_path)
     return {"config": config, "run": run, "split": _read(run_dir / "split.json") or {},
             "environment": _read(run_dir / "environment.json") or {}, "metrics": metrics, "items": items,
-            "benchmarks": _read(run_dir / "benchmarks.json") or {}}
+            "benchmarks": by_weights(_read(run_dir / "benchmarks.json") or {})}
 
 
 def analyze(run_dir: Path, final_dir: Path | None = None) -> dict[str, Any]:
@@ -94,9 +101,14 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> dict[str, Any]:
     pairs = [p.as_dict() for p in compare_strategies(scores, binary, seed=cfg["data"]["split_seed"])]
     serve_device = env.get("model", {}).get("device", "cpu")
     costs = {n: cost_model.strategy_cost(m, cfg["cost"], serve_device) for n, m in ok.items()}
-    break_even = cost_model.break_even(costs)
+    fits = {n: FitRecord.from_dict(m["fit"]) for n, m in ok.items()}
+    for name, shared in cost_model.shared_builds(fits).items():
+        costs[name]["shared"] = shared
+    break_even = cost_model.break_even(costs, [n for n, f in fits.items() if f.weights.trained])
     bench = run["benchmarks"]
-    forgetting = {"finetune": bench["forgetting"]} if bench.get("forgetting") else {}
+    # Forgetting of the weights each strategy answers with (the same result for strategies sharing them).
+    forgetting = {n: bench["forgetting"][w] for n, w in (bench.get("by_strategy") or {}).items()
+                  if w in (bench.get("forgetting") or {})}
     volume = cfg["cost"]["expected_answers"]
     sizes = run["split"].get("sizes", {})
     n_labeled = cfg["facts"].get("labeled_examples") or sizes.get("train", 0) + sizes.get("dev", 0)
@@ -131,7 +143,9 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> dict[str, Any]:
 def _fit_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     for name, m in metrics.items():
-        skipped = ((m.get("fit") or {}).get("details") or {}).get("skipped_files")
+        details = (m.get("fit") or {}).get("details") or {}
+        # A strategy that retrieves beside other work keeps its index's record under retrieval_index.
+        skipped = details.get("skipped_files") or (details.get("retrieval_index") or {}).get("skipped_files")
         if skipped:
             out.append(f"{name}: {len(skipped)} document(s) could not be read and were skipped: "
                        + ", ".join(str(s) for s in skipped[:10]))
@@ -151,8 +165,7 @@ def write_report(run_dir: Path, final_dir: Path | None = None) -> Path:
     from harness.report_sections import build_report
 
     a = analyze(run_dir, final_dir)
-    (run_dir / "report.json").write_text(json.dumps(a, indent=2, ensure_ascii=False, default=str) + "\n",
-                                         encoding="utf-8")
+    write_json(run_dir / "report.json", a)
     report = build_report(a)
     pngs = {name: png_bytes(plot.figure) for name, plot in report.plots.items()}
     for name, data in pngs.items():

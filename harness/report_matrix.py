@@ -50,11 +50,14 @@ def _latency_cell(m: dict[str, Any], per_cell_kind: bool) -> str:
 
 
 def _one_time(m: dict[str, Any]) -> str:
+    """USD and machine time of what the strategy built, naming builds it shares with other strategies."""
     c = m["cost"]
     if not c["one_time_s"]:
         return "$0 (nothing to build)"
-    device = (m.get("fit") or {}).get("device", "cpu")
-    return f"{usd(c['one_time_usd'])} ({duration(c['one_time_s'])} of {'GPU' if device.startswith('cuda') else 'CPU'})"
+    devices = c.get("one_time_devices") or [(m.get("fit") or {}).get("device", "cpu")]
+    machines = " + ".join(dict.fromkeys("GPU" if d.startswith("cuda") else "CPU" for d in devices))
+    shared = "".join(f"; {what} shared with {', '.join(names)}" for what, names in (c.get("shared") or {}).items())
+    return f"{usd(c['one_time_usd'])} ({duration(c['one_time_s'])} of {machines}{shared})"
 
 
 def _throughput(m: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from harness.records import fit_of
 from harness.report_format import BOUNDED_SCORERS, latency_label
 
 SIZE = (5.5, 3.4)
@@ -133,8 +134,18 @@ def figures(a: dict[str, Any]) -> dict[str, Plot]:
     latencies = {n: v for n, v in a.get("latencies_s", {}).items() if v and n in ok}
     if latencies:
         out.append(latency_plot(latencies, {ok[n].get("latency_kind") for n in latencies}))
-    for name, m in ok.items():
-        details = (m.get("fit") or {}).get("details") or {}
-        if details.get("engine"):
-            out.append(loss_plot(name, details))
+    for name, owner in loss_plot_owners(ok).items():
+        if name == owner:
+            out.append(loss_plot(name, (ok[name].get("fit") or {}).get("details") or {}))
     return {p.file: p for p in out if p is not None}
+
+
+def loss_plot_owners(ok: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """strategy -> the strategy whose loss plot shows its training: the first with the same trained weights
+    (one plot per adapter, however many strategies answer with it)."""
+    first: dict[str, str] = {}
+    out = {}
+    for name, m in ok.items():
+        if ((m.get("fit") or {}).get("details") or {}).get("engine"):
+            out[name] = first.setdefault(fit_of(m).weights.key, name)
+    return out

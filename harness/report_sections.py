@@ -2,8 +2,9 @@
 
 report.md and report.html are two renderings of the same `Report` (harness/report_render.py), so a
 section added here appears in both. Sections, in order: Warnings (when any), Verdict, Decision matrix,
-Plots, Paired comparisons, Criteria, Retrieval (strategies that retrieve), Fine-tune (strategies that
-trained an adapter), Strategy details (other fit facts), Setup.
+Plots, Paired comparisons, Criteria, Retrieval (strategies with retrieval metrics), Fine-tune (one per
+trained adapter with a training record, naming every strategy that answers with it), Strategy details
+(other fit facts), Setup. Which section shows a strategy is decided by its facts, never its name.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from harness.records import fit_of
 from harness.report_format import BOUNDED_SCORERS, bullets, count, duration, fact_line, latency_label, md_table, usd
 from harness.report_matrix import latency_kinds, matrix, pairs_table, verdict_line
-from harness.report_plots import Plot, figures
+from harness.report_plots import Plot, figures, loss_plot_owners
 from harness.training.summary import body_lines
 
 CI_METHODS = {"wilson": "Wilson score interval", "bootstrap": "seeded bootstrap"}
@@ -134,8 +136,11 @@ def _retrieval_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _fit_facts(m: dict[str, Any]) -> list[str]:
+def _fit_facts(m: dict[str, Any], index_only: bool = False) -> list[str]:
+    """Scalar fit details as lines; `index_only`: the index's, kept apart when the fit trained too."""
     fit = (m.get("fit") or {}).get("details") or {}
+    if index_only and "retrieval_index" in fit:
+        fit = fit["retrieval_index"]
     lines = [fact_line(k, v) for k, v in fit.items() if isinstance(v, (int, float, str)) and k not in DETAIL_SKIP]
     if fit.get("skipped_files"):
         lines.append(f"- skipped files: {', '.join(str(s) for s in fit['skipped_files'])}")
@@ -143,22 +148,29 @@ def _fit_facts(m: dict[str, Any]) -> list[str]:
 
 
 def _strategy_sections(a: dict[str, Any], plots: dict[str, Plot]) -> list[Section]:
-    """Retrieval for strategies that retrieve, Fine-tune for those that trained, other fit facts last."""
+    """Retrieval for strategies with retrieval metrics, Fine-tune per trained adapter with a training record
+    (strategies sharing it share the section), other fit facts last."""
     ok = {n: m for n, m in a["strategies"].items() if m.get("status") == "ok"}
-    retrieval, finetune, other = [], [], []
+    retrieval, other = [], []
+    trained: dict[str, list[str]] = {}
     for name, m in ok.items():
         if m.get("retrieval_k"):
-            facts = _fit_facts(m)
+            facts = _fit_facts(m, index_only=True)
             retrieval.append(f"### {name}\n\n" + bullets(_retrieval_lines(m))
                              + ("\n\nIndex:\n\n" + "\n".join(facts) if facts else ""))
-        elif ((m.get("fit") or {}).get("details") or {}).get("engine"):
-            finetune.append(Section("Fine-tune" if name == "finetune" else f"Fine-tune: {name}",
-                                    "\n".join(body_lines(m)),
-                                    tuple(f for f in (f"plot_loss_{name}.png",) if f in plots)))
-        elif _fit_facts(m):
+        if ((m.get("fit") or {}).get("details") or {}).get("engine"):
+            trained.setdefault(fit_of(m).weights.key, []).append(name)
+        elif not m.get("retrieval_k") and _fit_facts(m):
             other.append(f"### {name}\n\n" + "\n".join(_fit_facts(m)))
     out = [Section("Retrieval", "\n\n".join(retrieval))] if retrieval else []
-    out += finetune
+    owners = loss_plot_owners(ok)
+    for names in trained.values():
+        heading = "Fine-tune" if len(trained) == 1 and len(names) == 1 else f"Fine-tune: {' and '.join(names)}"
+        shared = (f"The same adapter answers for {' and '.join(names)}: trained once, the figures below are that "
+                  "training's.\n\n" if len(names) > 1 else "")
+        out.append(Section(heading, shared + "\n".join(body_lines(ok[names[0]])),
+                           tuple(f"plot_loss_{n}.png" for n in names if owners.get(n) == n
+                                 and f"plot_loss_{n}.png" in plots)))
     return out + ([Section("Strategy details", "\n\n".join(other))] if other else [])
 
 
@@ -190,5 +202,5 @@ def build_report(a: dict[str, Any]) -> Report:
     sections += [_verdict(a), _matrix(a), _plots(a, plots), _pairs(a),
                  Section("Criteria", md_table(pd.DataFrame(a["criteria"])))]
     sections += _strategy_sections(a, plots) + [_setup(a)]
-    return Report(f"{a['task']}: prompt vs RAG vs fine-tune", a.get("description", ""),
+    return Report(f"{a['task']}: {' vs '.join(a['strategies'])}", a.get("description", ""),
                   [s for s in sections if s is not None], plots)

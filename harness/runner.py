@@ -8,7 +8,8 @@ last, so its presence means the run completed):
     environment.json   versions, device, threads, machine
     split.json         ids of train/dev/test, data formats, contamination and warnings
     <strategy>/predictions.jsonl   one line per test item: answer, reference, score, tokens, latency
-    <strategy>/metrics.json        summary, written after its predictions
+    <strategy>/metrics.json        summary, written after its predictions; `fit` is its FitRecord
+    benchmarks.json    MMLU/HumanEval per distinct weights, the strategies using each, forgetting vs base
     report.md
     manifest.json
 """
@@ -19,27 +20,26 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness import environment
+from harness import environment, registry
 from harness.backends import Backend, load_backend
 from harness.data import Example
 from harness.errors import HarnessError, NotRun
 from harness.latency import single_request_latency, throughput
 from harness.metrics import summarize
 from harness.models import resolve_model
+from harness.records import FitRecord, Weights
 from harness.rundir import check_results_root, staged_run, write_json, write_manifest
-from harness.scoring import SCORERS
 from harness.task import Task
 
 RESULTS_DIR = Path("results")
 LATENCY_SAMPLE = 20
 """Test items answered again one request at a time for the user-facing latency (harness/latency.py)."""
-NOT_IMPLEMENTED = "not run: this strategy is not implemented in this version of the harness"
 
 
 def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
@@ -50,8 +50,8 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     preconditions): bad input stops here, before a run directory exists. The run is then written
     in a staging folder and renamed into place complete (harness/rundir.py).
     """
-    import strategies as registry
     from harness.report import write_report
+    from strategies import create
 
     cfg = task.config
     check_results_root(results_root)
@@ -65,7 +65,7 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
 
     backend = _model_loader(cfg, log, use_cache, task.where("model.name"))
     backend()  # the model resolves and its tokenizer loads now, or the run does not start
-    created = {name: registry.create(name) for name in names if registry.available(name)}
+    created = {name: create(name) for name in names}  # config and --strategies check the names
     for strategy in created.values():
         if hasattr(strategy, "preflight"):
             strategy.preflight(task)
@@ -82,11 +82,6 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
         for name in names:
             out_dir = run_dir / name
             out_dir.mkdir()
-            if name not in created:
-                summaries[name] = {"strategy": name, "status": NOT_IMPLEMENTED}
-                write_json(out_dir / "metrics.json", summaries[name])
-                log(f"[{name}] {NOT_IMPLEMENTED}")
-                continue
             summaries[name] = run_strategy(name, created[name], task, test, out_dir, backend, log, use_cache)
 
         if run_benchmarks:
@@ -139,7 +134,7 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     answer_seconds = time.perf_counter() - began
     assert [p.id for p in predictions] == [ex.id for ex in test], f"{name} must answer every query in order"
 
-    scorer = SCORERS[cfg.scorer]
+    scorer = registry.scorer(cfg.scorer)
     scores = [scorer(p.text, ex.output) for p, ex in zip(predictions, test)]
     with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
         for p, ex, s in zip(predictions, test, scores):
@@ -167,48 +162,62 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
 
 def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None,
                        run_dir: Path | None = None) -> dict[str, Any]:
-    """MMLU/HumanEval on the weights the strategies used: base (prompt, rag) and base + adapter
-    (finetune): two passes at most, each cached by lm-eval inputs. Forgetting = tuned vs base.
+    """MMLU/HumanEval once per distinct set of weights the strategies answer with (their fit records say
+    which: base, or base + an adapter named by content id), each pass cached by lm-eval inputs; the
+    result and the forgetting test (vs base) are attributed to every strategy using those weights.
 
-    With `backend` (the run's shared transformers model), lm-eval scores the weights already in
-    memory, the adapter attached for the finetune pass, instead of loading the model again."""
-    from harness.benchmarks import forgetting, run_general_benchmarks
+    Returns {weights: {key: results}, by_strategy: {strategy: key}, forgetting: {key: per benchmark},
+    warnings}. With `backend` (the run's shared transformers model), lm-eval scores the weights already
+    in memory, each adapter attached for its pass, instead of loading the model again."""
+    from harness.benchmarks import forgetting
 
     ok = {n: s for n, s in summaries.items() if s.get("status") == "ok"}
+    result: dict[str, Any] = {"weights": {}, "by_strategy": {}, "forgetting": {}, "warnings": []}
     if not ok or not (cfg.benchmarks.mmlu or cfg.benchmarks.humaneval):
-        return {"weights": {}, "by_strategy": {}, "forgetting": {}, "warnings": []}
+        return result
+    used = {n: FitRecord.from_dict(s.get("fit")).weights for n, s in ok.items()}
     base_path = resolve_model(cfg.model.name)
-    by_strategy = {n: "base" for n in ok if n != "finetune"}
-    adapter = (ok.get("finetune", {}).get("fit", {}).get("details") or {}).get("adapter_dir")
-    if adapter and run_dir is not None:
-        adapter = str(run_dir / adapter)  # recorded relative to the run directory, which is renamed when done
     options: dict[str, Any] = {"threads": cfg.model.threads}
     if cfg.model.dtype != "auto":
         options["model_args"] = {"dtype": cfg.model.dtype}
     shared = backend() if backend is not None and cfg.model.backend == "transformers" else None
-    weights = {"base": run_general_benchmarks(base_path, None, cfg.benchmarks, log, **options,
-                                              preloaded=(lambda: shared.model) if shared else None)}
-    result: dict[str, Any] = {"weights": weights, "by_strategy": by_strategy, "forgetting": {}, "warnings": []}
-    if "finetune" in ok:
-        if adapter:
-            with ExitStack() as stack:
-                preloaded = None
-                if shared:
-                    from strategies.finetune import adapter_cache_id
-
-                    key = ok["finetune"]["fit"]["details"].get("cache_key", adapter)
-                    tuned = stack.enter_context(shared.adapter(adapter, adapter_cache_id(base_path, key)))
-                    preloaded = lambda: tuned.model  # noqa: E731
-                weights["finetune"] = run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options,
-                                                             preloaded=preloaded)
-            by_strategy["finetune"] = "finetune"
-            result["forgetting"] = forgetting(weights["base"], weights["finetune"], cfg.benchmarks.forgetting_alpha)
-        else:
-            result["warnings"].append("finetune recorded no adapter_dir: its benchmarks were not run")
-    for name, bench in weights["base"].items():
+    scored = result["weights"]
+    scored["base"] = _score_weights(cfg, base_path, Weights(), None, shared, log, options)
+    for name, weights in used.items():
+        if weights.trained and not weights.adapter_dir:
+            result["warnings"].append(f"{name} answers with trained weights but recorded no adapter_dir: "
+                                      "its benchmarks were not run")
+            continue
+        result["by_strategy"][name] = weights.key
+        if weights.key in scored and weights.trained:
+            log(f"[benchmarks] {name}: answers with {weights.key}, already scored in this run")
+        elif weights.key not in scored:
+            scored[weights.key] = _score_weights(cfg, base_path, weights, run_dir, shared, log, options)
+            result["forgetting"][weights.key] = forgetting(scored["base"], scored[weights.key],
+                                                           cfg.benchmarks.forgetting_alpha)
+    for name, bench in scored["base"].items():
         if bench.get("status") == "skipped":
             result["warnings"].append(f"{name} skipped: {bench['skipped']}")
     return result
+
+
+def _score_weights(cfg, base_path: str, weights: Weights, run_dir: Path | None, shared: Backend | None, log,
+                   options: dict[str, Any]) -> dict[str, dict]:
+    """One lm-eval pass on `weights`; on the run's shared model when there is one, the adapter attached to it
+    for the pass (keyed by its content id, as when the strategy answered)."""
+    from harness.benchmarks import run_general_benchmarks
+    from harness.gencache import adapter_cache_id
+
+    adapter = None
+    if weights.trained:
+        assert weights.adapter_dir is not None, "trained weights without a folder are not scored"
+        # Recorded relative to the run directory, which is renamed when done.
+        adapter = str(run_dir / weights.adapter_dir) if run_dir is not None else weights.adapter_dir
+    attach = (shared.adapter(adapter, adapter_cache_id(base_path, weights.content_id or adapter))
+              if shared is not None and adapter is not None else nullcontext(shared))
+    with attach as model:
+        preloaded = (lambda: model.model) if model is not None else None  # type: ignore[attr-defined]
+        return run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options, preloaded=preloaded)
 
 
 def _split_record(task: Task, test: list[Example]) -> dict[str, Any]:

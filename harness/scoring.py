@@ -4,6 +4,7 @@
 single spaces); `rouge_l` is the F-measure of Google's `rouge-score`; `choice_letter` extracts the
 answer letter (A-J) of a multiple-choice reply; `contains` asks whether the normalized reference
 occurs in the normalized prediction. Binary scorers make paired tests (McNemar) possible.
+Each scorer is named, and marked binary or not, in harness/registry.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from functools import cache
 
+from harness.registry import SCORERS
+
 Scorer = Callable[[str, str], float]
-BINARY = {"exact_match", "choice_letter", "contains"}
+BINARY = frozenset(name for name, entry in SCORERS.items() if entry.binary)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -76,11 +79,3 @@ def contains(prediction: str, reference: str) -> float:
     ref = normalize(reference)
     return float(bool(ref) and ref in normalize(prediction))
 
-
-SCORERS: dict[str, Scorer] = {
-    "exact_match": exact_match,
-    "token_f1": token_f1,
-    "rouge_l": rouge_l,
-    "choice_letter": choice_letter,
-    "contains": contains,
-}

@@ -1,21 +1,23 @@
 """The verdict: a stated rule (RULE) applied to the measurements, with its reasons in plain sentences.
 
 Differences inside the confidence interval are ties, never wins; ties go to the cheaper, then the simpler
-strategy. With fewer than two strategies nothing was compared, and on a small test set (fewer than
-MIN_TEST_ITEMS items) a tie or a constant score's zero-width interval is no evidence: no recommendation.
-`caveats` lists what the figures cannot show: a small test set, forgetting that went unmeasured, and
-benchmarks too coarse (base model at chance, too few items) to detect a drop. `criteria` fills the
-tutorial's fine-tune-vs-RAG criteria from task facts and measurements.
+strategy (the complexity rank of its fit record). With fewer than two strategies nothing was compared,
+and on a small test set (fewer than MIN_TEST_ITEMS items) a tie or a constant score's zero-width interval
+is no evidence: no recommendation. `caveats` lists what the figures cannot show: a small test set,
+forgetting that went unmeasured, and benchmarks too coarse (base model at chance, too few items) to
+detect a drop. `criteria` fills the tutorial's fine-tune-vs-RAG criteria from task facts and measurements.
+Strategies are told apart by the facts of their fit records (trained weights, retrieval), never by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from harness.caveats import degenerate, own_weights
+from harness.caveats import degenerate
 from harness.metrics import MIN_TEST_ITEMS
+from harness.records import fit_of, retrieves
 
-SIMPLICITY = {"prompt": 0, "rag": 1, "finetune": 2}
 RULE = ("Among strategies that ran and did not forget significantly (MMLU/HumanEval), the best held-out "
         "score and every strategy statistically tied with it (Holm-corrected paired test, alpha 0.05) are "
         "candidates; the candidate with the lowest total cost at the expected volume wins, the simpler one "
@@ -48,7 +50,7 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
     Returns {rule, choice (None: no recommendation), candidates, excluded, reasons, small_sample}."""
     ran = [n for n, m in metrics.items() if m.get("status") == "ok"]
     not_run = {n: m.get("status", "not run") for n, m in metrics.items() if n not in ran}
-    reasons = [f"{n}: {why}." for n, why in not_run.items()]
+    reasons = [f"{n}: {why}." for n, why in not_run.items()] + _shared_weights({n: metrics[n] for n in ran})
     small = any(_small(metrics[n]) for n in ran)
     if len(ran) == 1:
         only = metrics[ran[0]]
@@ -96,7 +98,7 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
                        "recommendation.")
         return _result(None, candidates, excluded, reasons, small)
 
-    choice = min(candidates, key=lambda n: (round(costs[n]["total_at_volume_usd"], 6), SIMPLICITY.get(n, 9)))
+    choice = min(candidates, key=lambda n: (round(costs[n]["total_at_volume_usd"], 6), fit_of(metrics[n]).complexity))
     if len(candidates) > 1:
         costs_text = ", ".join(f"{n} ${costs[n]['total_at_volume_usd']:.2f}" for n in candidates)
         reasons.append(f"Among the tied candidates, {choice} costs least for {volume:,} answers ({costs_text}).")
@@ -112,41 +114,65 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
     return _result(choice, candidates, excluded, reasons, small)
 
 
+def _shared_weights(ran: dict[str, dict[str, Any]]) -> list[str]:
+    """A sentence per set of trained weights that several strategies answer with: trained once, counted in each."""
+    groups: dict[str, list[str]] = {}
+    for name, m in ran.items():
+        weights = fit_of(m).weights
+        if weights.trained:
+            groups.setdefault(weights.key, []).append(name)
+    return [f"{' and '.join(names)} answer with the same adapter ({key}), trained once and shared: each one's "
+            "one-time cost counts that training, as either deployed alone would need it, and its MMLU/HumanEval "
+            "results are the same." for key, names in groups.items() if len(names) > 1]
+
+
 def _ci(pair: dict[str, Any], first: str) -> str:
     low, high = (pair["ci_low"], pair["ci_high"]) if pair["a"] == first else (-pair["ci_high"], -pair["ci_low"])
     return f"{low:+.3f}, {high:+.3f}"
 
 
 def what_would_change(verdict: dict[str, Any], metrics: dict[str, dict[str, Any]], facts: dict[str, Any],
-                      n_train: int, break_even: dict[str, Any], volume: int) -> list[str]:
-    """Plain sentences on which facts would flip the verdict."""
+                      n_train: int, break_even: dict[str, dict[str, Any]], volume: int) -> list[str]:
+    """Plain sentences on which facts would flip the verdict, from what the chosen strategy answers with."""
     out = []
     choice, change = verdict["choice"], facts.get("docs_change", "unknown")
-    ran = [n for n, m in metrics.items() if m.get("status") == "ok"]
+    ran = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
     if len(ran) == 1:
         out.append("Running a second strategy on the same test set gives something to compare, and a recommendation.")
-    if choice == "finetune" and change in ("weekly", "daily"):
-        out.append("The documents change weekly or faster: every change needs a retrain; RAG re-indexes instead.")
-    if choice == "finetune" and change == "monthly":
-        out.append("The documents change monthly: the fine-tune needs a retrain each month (12 a year); if RAG tied "
-                   "it, RAG would keep up by re-indexing instead.")
-    if choice == "finetune" and change not in RETRAINS_PER_YEAR:
-        out.append("How often the documents change is not stated (facts.docs_change): if weekly or faster, each "
-                   "change needs a retrain and RAG would fit better.")
-    if choice != "finetune" and "finetune" in metrics and n_train < 500:
+    chosen = ran.get(choice) if choice else None
+    trained = chosen is not None and fit_of(chosen).weights.trained
+    retrieving = chosen is not None and retrieves(chosen)
+    if trained and not retrieving:
+        if change in ("weekly", "daily"):
+            out.append("The documents change weekly or faster: every change needs a retrain; RAG re-indexes instead.")
+        if change == "monthly":
+            out.append("The documents change monthly: the fine-tune needs a retrain each month (12 a year); if RAG "
+                       "tied it, RAG would keep up by re-indexing instead.")
+        if change not in RETRAINS_PER_YEAR:
+            out.append("How often the documents change is not stated (facts.docs_change): if weekly or faster, each "
+                       "change needs a retrain and RAG would fit better.")
+    if trained and retrieving:
+        if change in ("monthly", "weekly", "daily"):
+            out.append(f"The documents change {change}: {choice} re-indexes to keep its passages current, but its "
+                       "adapter keeps what it learnt from the training data; answers that rely on trained-in facts "
+                       "need a retrain.")
+        if change not in RETRAINS_PER_YEAR:
+            out.append("How often the documents change is not stated (facts.docs_change): retrieval keeps the "
+                       f"passages current, but {choice}'s adapter would need a retrain for what it learnt.")
+    if chosen is not None and not trained and any(fit_of(m).weights.trained for m in ran.values()) \
+            and n_train < 500:
         out.append(f"Only {n_train} training examples: with 500 to 5,000 good examples a fine-tune may pull ahead.")
-    if choice == "rag" and change in ("never", "yearly"):
+    if retrieving and not trained and change in ("never", "yearly"):
         out.append("The documents rarely change: if a fine-tune ties RAG after more data, it answers without "
                    "retrieval and with shorter prompts.")
-    if choice == "rag" and change == "monthly":
+    if retrieving and not trained and change == "monthly":
         out.append("The documents change monthly: a fine-tune would need 12 retrains a year to keep up; were they "
                    "to change yearly or never, a fine-tune that ties RAG would answer without retrieval.")
-    for rival, n in break_even.items():
-        if n is None:
-            continue
-        if choice != "finetune" and n > volume:
-            out.append(f"Above {n:,} answers, fine-tuning's one-time cost is repaid against {rival} by shorter, "
-                       "cheaper answers (if its score stays tied).")
+    for tuned, rivals in break_even.items():
+        n = rivals.get(choice) if choice and not trained else None
+        if n is not None and n > volume:
+            out.append(f"Above {n:,} answers, {tuned}'s one-time cost is repaid against {choice} by cheaper answers "
+                       "(if its score stays tied).")
     if verdict.get("small_sample"):
         out.append(f"A test set of at least {MIN_TEST_ITEMS} items narrows the confidence intervals enough for a "
                    "tie to mean something.")
@@ -157,25 +183,26 @@ def what_would_change(verdict: dict[str, Any], metrics: dict[str, dict[str, Any]
 
 RETRAINS_PER_YEAR = {"never": 0, "yearly": 1, "monthly": 12, "weekly": 52, "daily": 365}
 """Retrains a fine-tune needs to stay as current as the documents."""
+RETRIEVAL, TRAINED, EITHER, UNKNOWN = "retrieval", "trained weights", "trained weights or retrieval", "unknown"
+"""What a criterion favours, as facts; `criteria` names the strategies of the run that have them."""
 DOCS_CHANGE_CRITERION = {
-    "unknown": ("unknown", "how often the documents change is unknown: set facts.docs_change in task.yaml (never, "
+    "unknown": (UNKNOWN, "how often the documents change is unknown: set facts.docs_change in task.yaml (never, "
                 "yearly, monthly, weekly or daily); it decides whether a fine-tune's retrains can keep up"),
-    "never": ("finetune or rag", "documents never change: a fine-tune trained once stays current; RAG works too"),
-    "yearly": ("finetune or rag", "documents change yearly: one retrain a year keeps a fine-tune current{cost}; "
-               "{reindex}"),
-    "monthly": ("rag", "documents change monthly: {reindex}; a monthly retrain is feasible but costs a training "
+    "never": (EITHER, "documents never change: a fine-tune trained once stays current; RAG works too"),
+    "yearly": (EITHER, "documents change yearly: one retrain a year keeps a fine-tune current{cost}; {reindex}"),
+    "monthly": (RETRIEVAL, "documents change monthly: {reindex}; a monthly retrain is feasible but costs a training "
                 "each month{cost}"),
-    "weekly": ("rag", "documents change weekly: {reindex}; a fine-tune would need 52 retrains a year{cost}"),
-    "daily": ("rag", "documents change daily: {reindex}; a fine-tune would need 365 retrains a year{cost}"),
+    "weekly": (RETRIEVAL, "documents change weekly: {reindex}; a fine-tune would need 52 retrains a year{cost}"),
+    "daily": (RETRIEVAL, "documents change daily: {reindex}; a fine-tune would need 365 retrains a year{cost}"),
 }
 """(favours, reason) of the documents-change criterion for each config.DOCS_CHANGE value."""
 
 
 def docs_change_row(change: str, retrain_usd: float | None, reindex_s: float | None) -> tuple[str, str]:
-    """(favours, reason) for `change`, with the fine-tune's measured one-time cost (`retrain_usd`) as a yearly
-    retraining bill and RAG's measured index build time (`reindex_s`) where the run has them."""
+    """(favours, reason) for `change`, with the measured training cost (`retrain_usd`) as a yearly retraining
+    bill and the measured index build time (`reindex_s`) where the run has them."""
     if change not in DOCS_CHANGE_CRITERION:
-        return "unknown", f"{change!r} is not a known value: set facts.docs_change in task.yaml"
+        return UNKNOWN, f"{change!r} is not a known value: set facts.docs_change in task.yaml"
     favours, template = DOCS_CHANGE_CRITERION[change]
     retrains = RETRAINS_PER_YEAR.get(change, 0)
     cost = f" (about ${retrains * retrain_usd:,.2f} a year at this run's training cost)" if retrain_usd else ""
@@ -183,42 +210,44 @@ def docs_change_row(change: str, retrain_usd: float | None, reindex_s: float | N
     return favours, template.format(cost=cost, reindex=reindex)
 
 
+def _named(favours: str, ran: dict[str, dict[str, Any]]) -> str:
+    """The strategies of this run with the favoured facts ("rag or rag_finetune"), else the facts themselves."""
+    has: dict[str, Callable[[dict[str, Any]], bool]] = {
+        RETRIEVAL: retrieves, TRAINED: lambda m: fit_of(m).weights.trained,
+        EITHER: lambda m: fit_of(m).weights.trained or retrieves(m)}
+    if favours not in has:
+        return favours
+    names = [n for n, m in ran.items() if has[favours](m)]
+    return " or ".join(names) if names else favours
+
+
 def criteria(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], costs: dict[str, dict[str, Any]],
-             facts: dict[str, Any], n_labeled: int, break_even: dict[str, Any], volume: int) -> list[dict[str, str]]:
+             facts: dict[str, Any], n_labeled: int, break_even: dict[str, dict[str, Any]],
+             volume: int) -> list[dict[str, str]]:
     """The tutorial's fine-tune-vs-RAG criteria, each filled from task facts or measurements, with a reason."""
     ran = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
+    fits = {n: fit_of(m) for n, m in ran.items()}
     rows = []
 
-    tuned = [n for n in ran if own_weights(n, ran[n], {})]
-    retrain_usd = costs[tuned[0]]["one_time_usd"] if tuned and tuned[0] in costs else None
-    reindex_s = (ran["rag"].get("fit") or {}).get("seconds") if "rag" in ran else None
-    rows.append(("Documents change frequency", *docs_change_row(facts.get("docs_change", "unknown"), retrain_usd,
-                                                                reindex_s)))
-
-    pair = _tied("rag", "prompt", pairs) if "rag" in ran and "prompt" in ran else None
-    hit = ran.get("rag", {}).get("hit_at_k")
-    if facts.get("needs_deep_understanding"):
-        rows.append(("Knowledge requirements", "finetune", "task.yaml says the task needs deep understanding"))
-    elif pair and pair["significant"] and ran["rag"]["score"] > ran["prompt"]["score"]:
-        hit_text = f", retrieval hit@k {hit:.2f}" if hit is not None else ""
-        rows.append(("Knowledge requirements", "rag", f"retrieval suffices: rag beats prompt by "
-                     f"{ran['rag']['score'] - ran['prompt']['score']:+.3f} (p = {pair['p_holm']:.3g}){hit_text}"))
-    elif pair:
-        rows.append(("Knowledge requirements", "prompt or finetune", "retrieved passages did not improve the "
-                     f"score significantly (p = {pair['p_holm']:.3g})"))
-    else:
-        rows.append(("Knowledge requirements", "unknown", "rag and prompt were not both measured"))
+    trained = [n for n in ran if fits[n].weights.trained and n in costs]
+    retrain_usd = min((costs[n]["one_time_usd"] for n in trained), default=None)  # the training alone
+    reindex_s = next((b.seconds for f in fits.values() for b in f.one_time if b.what == "index"), None)
+    favours, reason = docs_change_row(facts.get("docs_change", "unknown"), retrain_usd, reindex_s)
+    rows.append(("Documents change frequency", _named(favours, ran), reason))
+    rows.append(_knowledge_row(ran, fits, pairs, facts))
 
     if n_labeled >= 500:
-        rows.append(("Training data available", "finetune", f"{n_labeled} labeled examples (>= 500 recommended)"))
+        rows.append(("Training data available", _named(TRAINED, ran), f"{n_labeled} labeled examples (>= 500 "
+                     "recommended)"))
     else:
-        rows.append(("Training data available", "prompt or rag", f"only {n_labeled} labeled examples (< 500 "
+        untrained = " or ".join(n for n in ran if not fits[n].weights.trained) or "no fine-tune"
+        rows.append(("Training data available", untrained, f"only {n_labeled} labeled examples (< 500 "
                      "recommended for a fine-tune)"))
 
     if costs:
         cheapest = min(costs, key=lambda n: costs[n]["total_at_volume_usd"])
-        repaid = {r: n for r, n in break_even.items() if n is not None}
-        detail = "; ".join(f"fine-tune repays vs {r} after {n:,} answers" for r, n in repaid.items())
+        detail = "; ".join(f"{t} repays vs {r} after {n:,} answers" for t, rivals in break_even.items()
+                           for r, n in rivals.items() if n)
         rows.append(("Cost (long-term)", cheapest, f"lowest total for {volume:,} answers: "
                      f"${costs[cheapest]['total_at_volume_usd']:.2f}" + (f"; {detail}" if detail else "")))
     if ran:
@@ -226,3 +255,30 @@ def criteria(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], co
         rows.append(("Latency", fastest, "lowest p50: " + ", ".join(
             f"{n} {m['latency_p50_s']:.2f} s" for n, m in ran.items())))
     return [{"criterion": c, "favours": f, "reason": r} for c, f, r in rows]
+
+
+def _knowledge_row(ran: dict[str, dict[str, Any]], fits: dict[str, Any], pairs: list[dict[str, Any]],
+                   facts: dict[str, Any]) -> tuple[str, str, str]:
+    """Does retrieval add knowledge? Each strategy that retrieves against one on the same weights without."""
+    if facts.get("needs_deep_understanding"):
+        return "Knowledge requirements", _named(TRAINED, ran), "task.yaml says the task needs deep understanding"
+    tested = []
+    for r in (n for n in ran if retrieves(ran[n])):
+        for b in (n for n in ran if not retrieves(ran[n]) and fits[n].weights.key == fits[r].weights.key):
+            pair = _tied(r, b, pairs)
+            if pair:
+                tested.append((r, b, pair))
+    if not tested:
+        return ("Knowledge requirements", UNKNOWN, "no strategy was measured both with and without retrieval on "
+                "the same weights")
+    wins = [(r, b, p) for r, b, p in tested if p["significant"] and ran[r]["score"] > ran[b]["score"]]
+    if wins:
+        said = []
+        for r, b, p in wins:
+            hit = ran[r].get("hit_at_k")
+            said.append(f"{r} beats {b} by {ran[r]['score'] - ran[b]['score']:+.3f} (p = {p['p_holm']:.3g})"
+                        + (f", retrieval hit@k {hit:.2f}" if hit is not None else ""))
+        return "Knowledge requirements", " or ".join(r for r, _, _ in wins), "retrieval suffices: " + "; ".join(said)
+    without = " or ".join(dict.fromkeys(b for _, b, _ in tested))
+    said = "; ".join(f"{r} vs {b} p = {p['p_holm']:.3g}" for r, b, p in tested)
+    return ("Knowledge requirements", without, f"retrieved passages did not improve the score significantly ({said})")

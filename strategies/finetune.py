@@ -5,6 +5,8 @@ the answer tokens), picks the engine and precision, plans memory, then trains in
 (`harness.training`) or reuses the adapter cached under the content hash of model, data and settings.
 The adapter, its loss curves and (on request) the merged model are written to this strategy's folder.
 `answer` attaches the adapter to the run's shared base model and generates exactly as `prompt` does.
+The fit record names the adapter (folder and content id) as the weights it answers with, so the runner
+scores them on MMLU/HumanEval and tests them for forgetting.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.backends import Backend
 from harness.data import Example, Query
+from harness.devices import resolve_device, resolve_dtype
 from harness.errors import NotRun
-from harness.gencache import fingerprint_dir
+from harness.gencache import adapter_cache_id
 from harness.models import cache_root, resolve_model
 from harness.prompting import build_messages
-from harness.records import FitRecord, Prediction
-from harness.training import formatting, planner
+from harness.records import Build, FitRecord, Prediction, Weights
+from harness.training import ADAPTER_CACHE_DIR, formatting, planner
 from harness.training.engines import choose_engine, choose_padding_free, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
 from harness.training.spec import LOGS_DIR, TrainSpec, cache_key
@@ -32,21 +38,13 @@ GB = 1e9
 DOC_CHUNK_TOKENS = 512
 
 
-def adapter_cache_id(model_path: str, adapter_key: str) -> str:
-    """Names base + adapter in the generation cache: the base model's files and the adapter's training key."""
-    return f"{fingerprint_dir(model_path)}+adapter:{adapter_key}"
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
 class FinetuneStrategy:
     name = "finetune"
+    complexity = 2
 
-    def __init__(self) -> None:
+    def __init__(self, merge: bool = True) -> None:
+        """`merge=False` ignores `finetune.merge` (a strategy reusing this adapter needs no merged copy)."""
+        self.merge = merge
         self.adapter_dir: Path | None = None
         self.key = ""
 
@@ -57,7 +55,7 @@ class FinetuneStrategy:
         device = resolve_device(cfg.model.device)
         spec, train_records, dev_records, counts = self._prepare(train, dev, ctx, model_path, device)
         key = self.key = cache_key(spec, train_records, dev_records)
-        spec = dataclasses.replace(spec, work_dir=str(cache_root() / "finetune" / key))
+        spec = dataclasses.replace(spec, work_dir=str(cache_root() / ADAPTER_CACHE_DIR / key))
         try:
             fit = train_or_reuse(spec, train_records, dev_records)
         except TrainingFailed as exc:
@@ -86,15 +84,20 @@ class FinetuneStrategy:
             "cache_key": key, "cache_dir": spec.work_dir, **counts, "report_to": ft.report_to,
             "logs_dir": (out / LOGS_DIR).relative_to(out.parent).as_posix() if logs.is_dir() else None,
         }
-        if ft.merge:
+        if ft.merge and self.merge:
             # A load of its own (on the CPU): merging rewrites the weights, so not the run's shared model.
             from harness.training.adapters import merge_adapter
 
             merged = out / "merged"
             if not merged.exists():
-                merge_adapter(model_path, self.adapter_dir, merged, self._answer_dtype(cfg, device))
+                # The dtype the `prompt` strategy's backend uses, so both answer with the same base weights.
+                merge_adapter(model_path, self.adapter_dir, merged, resolve_dtype(cfg.model.dtype, device))
             details["merged_dir"] = merged.relative_to(out.parent).as_posix()
-        return FitRecord(time.perf_counter() - began, device, details)
+        weights = Weights("adapter", details["adapter_dir"], key)
+        # What the training cost when it ran, also on a cache hit: what this adapter costs to make.
+        training = Build("adapter", float(fit["train_seconds"]), device, key, reused=bool(fit["cache_hit"]))
+        return FitRecord(time.perf_counter() - began, device, details, weights, (training,),
+                         complexity=self.complexity)
 
     def _prepare(self, train: list[Example], dev: list[Example], ctx: StrategyContext, model_path: str,
                  device: str) -> tuple[TrainSpec, list[dict[str, str]], list[dict[str, str]], dict[str, int]]:
@@ -164,18 +167,19 @@ class FinetuneStrategy:
         except planner.MemoryPlanError as exc:
             raise NotRun(str(exc)) from None
 
-    @staticmethod
-    def _answer_dtype(cfg: Any, device: str) -> str:
-        """The dtype the `prompt` strategy's backend uses, so both answer with the same base weights."""
-        return cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    @contextmanager
+    def attached(self, ctx: StrategyContext) -> Iterator[Backend]:
+        """The run's shared base model with the adapter attached for the block (no second copy)."""
+        assert self.adapter_dir is not None, "fit must run before answer"
+        base = ctx.backend()
+        with base.adapter(str(self.adapter_dir), adapter_cache_id(base.model_path, self.key)) as tuned:
+            yield tuned
 
     def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
-        """The run's shared base model with the adapter attached for the duration (no second copy)."""
-        assert self.adapter_dir is not None, "fit must run before answer"
+        """Zero-shot prompts, as in training, answered by base + adapter."""
         cfg = ctx.config
-        base = ctx.backend()
         conversations = [build_messages(q, cfg.prompt, []) for q in queries]
-        with base.adapter(str(self.adapter_dir), adapter_cache_id(base.model_path, self.key)) as tuned:
+        with self.attached(ctx) as tuned:
             generations = tuned.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                          cfg.generation.batch_size, progress=f"{self.name}: answering")
         return to_predictions(queries, generations)

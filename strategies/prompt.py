@@ -27,6 +27,7 @@ def to_predictions(queries: list[Query], generations: list[Generation]) -> list[
 
 class PromptStrategy:
     name = "prompt"
+    complexity = 0
 
     def __init__(self) -> None:
         self.shots: list[Example] = []
@@ -37,7 +38,8 @@ class PromptStrategy:
         k = min(ctx.config.prompt.k_shot, len(train))
         pool = sorted(train, key=lambda e: e.id)
         self.shots = random.Random(ctx.config.prompt.shot_seed).sample(pool, k)
-        return FitRecord(time.perf_counter() - began, "cpu", {"k_shot": k, "shot_ids": [s.id for s in self.shots]})
+        return FitRecord(time.perf_counter() - began, "cpu", {"k_shot": k, "shot_ids": [s.id for s in self.shots]},
+                         complexity=self.complexity)
 
     def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
         cfg = ctx.config

@@ -17,7 +17,7 @@ import numpy as np
 from harness.data import Example, Query
 from harness.models import resolve_sentence_model
 from harness.prompting import build_messages
-from harness.records import FitRecord, Message, Prediction
+from harness.records import Build, FitRecord, Message, Prediction
 from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import pack_passages
 from harness.retrieval.quality import retrieval_quality
@@ -34,8 +34,11 @@ def retrieval_text(query: Query) -> str:
 
 class RagStrategy:
     name = "rag"
+    complexity = 1
 
-    def __init__(self) -> None:
+    def __init__(self, few_shot: bool = True) -> None:
+        """`few_shot=False`: passages and question only (for weights trained on zero-shot prompts)."""
+        self.few_shot = few_shot
         self.prompt = PromptStrategy()
         self.corpus: Corpus | None = None
         self.k = 0
@@ -46,14 +49,16 @@ class RagStrategy:
         resolve_sentence_model(task.config.rag.embedding_model, task.where("rag.embedding_model"))
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
-        """Draw the prompt strategy's shots, then load (or build once) the chunk store and index."""
+        """Draw the prompt strategy's shots (when few-shot), then load (or build once) the chunk store and index."""
         began = time.perf_counter()
         cfg = ctx.config
-        shots = self.prompt.fit(train, dev, ctx)
-        self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
+        shots = self.prompt.fit(train, dev, ctx).details if self.few_shot else {}
+        corpus = self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
         self.k, self.docs = cfg.rag.k, cfg.docs
-        return FitRecord(time.perf_counter() - began, self.corpus.device,
-                         {**self.corpus.cost, **shots.details})
+        index = Build("index", corpus.cost["build_s"], corpus.device, f"{corpus.directory.name}/{corpus.spec.name}",
+                      reused=corpus.cost["cache_hit"])
+        return FitRecord(time.perf_counter() - began, corpus.device, {**corpus.cost, **shots}, one_time=(index,),
+                         complexity=self.complexity)
 
     def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
         assert self.corpus is not None, "fit() first"

@@ -7,16 +7,18 @@ import json
 from pathlib import Path
 
 from harness.config import TaskConfig
+from harness.records import FitRecord
 
 
 def make_run(root: Path, scores: dict[str, list[float]], *, fit_seconds: dict[str, float] | None = None,
              benchmarks: dict | None = None, not_run: dict[str, str] | None = None, name: str = "run-a",
              ids: list[str] | None = None, latency_s: float = 0.5, extra_metrics: dict[str, dict] | None = None,
-             fit_details: dict[str, dict] | None = None) -> Path:
+             fit_details: dict[str, dict] | None = None, fits: dict[str, FitRecord] | None = None) -> Path:
     """scores: strategy -> per-item scores (binary here: exact_match), same item ids for all.
 
     Without `extra_metrics` the metrics are those of an old run (no latency_kind, no throughput);
-    `fit_details` fills a strategy's fit record (a fine-tune's engine and losses, a RAG index).
+    `fit_details` fills an old run's fit record (a fine-tune's engine and losses, a RAG index: no typed
+    weights, builds or complexity); `fits` gives a strategy today's typed record instead.
     """
     run = root / name
     run.mkdir(parents=True)
@@ -41,8 +43,9 @@ def make_run(root: Path, scores: dict[str, list[float]], *, fit_seconds: dict[st
                    "ci_high": min(1.0, sum(values) / n + 0.1), "binary": True, "latency_p50_s": latency_s,
                    "latency_p95_s": latency_s * 1.5, "compute_per_answer_s": latency_s / 4,
                    "prompt_tokens_mean": 100.0, "completion_tokens_mean": 10.0, "completion_tokens_per_s": 80.0,
-                   "fit": {"seconds": (fit_seconds or {}).get(strategy, 0.0), "device": "cpu",
-                           "details": (fit_details or {}).get(strategy, {})},
+                   "fit": dataclasses.asdict((fits or {})[strategy]) if strategy in (fits or {}) else {
+                       "seconds": (fit_seconds or {}).get(strategy, 0.0), "device": "cpu",
+                       "details": (fit_details or {}).get(strategy, {})},
                    **(extra_metrics or {}).get(strategy, {})}
         (run / strategy / "metrics.json").write_text(json.dumps(metrics))
     for strategy, why in (not_run or {}).items():

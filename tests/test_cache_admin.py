@@ -58,7 +58,7 @@ def test_prune_removes_what_no_run_used_for_n_days_and_a_use_renews_an_entry(cac
     assert sorted(e.path.name for e in removed) == ["old-adapter", "stale-v1"]
     assert all(e.bytes >= 1000 for e in removed)
     left = {(e.kind, e.path.name) for e in cache_admin.entries()}
-    assert left == {("models", "current-v2"), ("models", "half-written"), ("rag", "index"),
+    assert left == {("models", "current-v2"), ("models", "half-written"), ("indexes", "index"),
                     ("generations", generations.name)}
 
 
@@ -68,7 +68,7 @@ def test_cache_command_shows_sizes_and_prunes(cache: Path):
                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert "removed 2 entries" in run.stdout and f"removed models {cache / 'models' / 'stale-v1'}" in run.stdout
-    assert "| models | 2 |" in run.stdout and "| finetune | 0 |" in run.stdout
+    assert "| models | 2 |" in run.stdout and "| adapters | 0 |" in run.stdout
     bad = subprocess.run([sys.executable, "-m", "harness", "cache", "--prune-unused-days", "-1"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == ("error: python -m harness cache: argument "

@@ -24,7 +24,7 @@ def test_defaults_fill_every_key_not_given(tmp_path):
     assert cfg.name == "t"  # folder name
     assert cfg.finetune.lora_r == 16 and cfg.finetune.lora_alpha == 32 and cfg.finetune.epochs == 3
     assert cfg.finetune.learning_rate == pytest.approx(2e-4) and cfg.finetune.batch_size == 4
-    assert cfg.strategies == ["prompt", "rag", "finetune"]
+    assert cfg.strategies == ["prompt", "rag", "finetune", "rag_finetune"]
     assert cfg.data.test_fraction == 0.2
 
 

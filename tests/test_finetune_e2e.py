@@ -2,7 +2,8 @@
 
 One training (16 short examples, 3 epochs of 4 steps, engine `auto` = unsloth's CPU fallback) serves
 most tests of the module: it is killed with SIGKILL after epoch 1, resumed by the next `fit`, then
-reused from the cache. The last test trains the `peft` engine with documents as plain text.
+reused from the cache, also by `rag_finetune` and by a toy strategy registered only here, in one
+compare of four arms. One test trains the `peft` engine with documents as plain text.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
                       use_cache=False)
     assert len(loads) == 1, loads
     bench = json.loads((run_dir / "benchmarks.json").read_text())
-    base, tuned = bench["weights"]["base"]["mmlu"], bench["weights"]["finetune"]["mmlu"]
+    base, tuned = bench["weights"]["base"]["mmlu"], bench["weights"][bench["by_strategy"]["finetune"]]["mmlu"]
     assert base["status"] == tuned["status"] == "ok" and base["n"] == tuned["n"] == 6
     # The adapter was on during the finetune pass and off for the base pass: its answer log-likelihoods
     # differ from the base's and equal those of lm-eval loading base + adapter itself (peft=).
@@ -257,3 +258,98 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
                                        lambda *a: None, use_cache=False)["mmlu"]  # rewrites the same cache entry
     assert reference["items"] == tuned["items"] and logliks(reference) == pytest.approx(shared_tuned, abs=1e-3)
     assert json.loads((run_dir / "finetune" / "metrics.json").read_text())["status"] == "ok"
+
+
+class CopiedAdapterStrategy:
+    """A toy strategy, registered only in this module: the finetune adapter, copied into its own folder and
+    named by another content id, so the runner must treat it as weights of their own."""
+
+    name = "toy"
+    complexity = 2
+
+    def __init__(self) -> None:
+        from strategies.finetune import FinetuneStrategy
+
+        self.inner = FinetuneStrategy(merge=False)
+
+    def fit(self, train, dev, ctx):
+        import dataclasses
+
+        record = self.inner.fit(train, dev, ctx)
+        weights = dataclasses.replace(record.weights, content_id=f"toy-{record.weights.content_id}")
+        self.inner.key = weights.content_id  # its answers are cached under its own id too
+        builds = tuple(dataclasses.replace(b, content_id=weights.content_id) for b in record.one_time)
+        return dataclasses.replace(record, weights=weights, one_time=builds, complexity=self.complexity)
+
+    def answer(self, queries, ctx):
+        return self.inner.answer(queries, ctx)
+
+
+@pytest.fixture(scope="module")
+def four_arms(trained, task, cache, tmp_path_factory):
+    """prompt, finetune, rag_finetune and the toy strategy in one compare, on the tiny task plus a document."""
+    import shutil
+
+    from harness import registry
+    from harness.runner import compare
+    from harness.task import load_task
+
+    folder = Path(shutil.copytree(task.folder, tmp_path_factory.mktemp("arms") / "tiny"))
+    (folder / "docs").mkdir()
+    (folder / "docs" / "signatures.md").write_text(
+        "# Signatures\n\nA signature lists parameter names in order, separated by commas.\n\n"
+        "Defaults follow an equals sign; one star marks *args and two stars mark **kwargs.\n")
+    logs: list[str] = []
+    adapters = sorted((cache / "finetune").iterdir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry.STRATEGIES, "toy", f"{__name__}:CopiedAdapterStrategy")
+        run_dir = compare(load_task(str(folder)), tmp_path_factory.mktemp("results"), limit=4, log=logs.append,
+                          strategies=["prompt", "finetune", "rag_finetune", "toy"])
+    metrics = {n: json.loads((run_dir / n / "metrics.json").read_text()) for n in ("finetune", "rag_finetune", "toy")}
+    return {"run_dir": run_dir, "logs": logs, "metrics": metrics, "new_adapters": sorted(
+                (cache / "finetune").iterdir()) != adapters,
+            "bench": json.loads((run_dir / "benchmarks.json").read_text()),
+            "report": json.loads((run_dir / "report.json").read_text())}
+
+
+def test_rag_finetune_reuses_the_finetune_adapter_and_the_index(four_arms, trained):
+    rf, ft = four_arms["metrics"]["rag_finetune"], four_arms["metrics"]["finetune"]
+    assert rf["status"] == "ok" and rf["n"] == 4 and rf["retrieval_k"] == 4
+    assert rf["fit"]["details"]["cache_hit"] and rf["fit"]["details"]["sessions"] == trained["record"].details[
+        "sessions"]  # no training session of its own
+    assert not four_arms["new_adapters"]  # the compare trained nothing: every adapter came from the cache
+    assert rf["fit"]["weights"]["content_id"] == ft["fit"]["weights"]["content_id"] == trained["strategy"].key
+    builds = {b["what"]: b for b in rf["fit"]["one_time"]}
+    assert set(builds) == {"index", "adapter"} and builds["adapter"]["reused"]
+    # Its one-time cost is the training's as first done, the same build as finetune's, not this fit's time.
+    assert builds["adapter"]["seconds"] == trained["record"].details["train_seconds"]
+    assert builds["adapter"] == ft["fit"]["one_time"][0]
+    predictions = [json.loads(line) for line in
+                   (four_arms["run_dir"] / "rag_finetune" / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["retrieved"] and p["passages_in_prompt"] >= 1 for p in predictions)
+
+
+def test_rag_finetune_has_its_row_pairs_and_the_shared_adapter_said(four_arms):
+    a = four_arms["report"]
+    assert list(a["strategies"]) == ["prompt", "finetune", "rag_finetune", "toy"]
+    pairs = {frozenset((p["a"], p["b"])) for p in a["pairs"]}
+    assert {frozenset(("rag_finetune", other)) for other in ("prompt", "finetune", "toy")} <= pairs
+    assert any(r.startswith("finetune and rag_finetune answer with the same adapter") for r in a["verdict"]["reasons"])
+    assert a["strategies"]["rag_finetune"]["cost"]["shared"] == {"adapter": ["finetune"]}
+    md = (four_arms["run_dir"] / "report.md").read_text()
+    assert "| rag_finetune |" in md and "adapter shared with finetune" in md
+    assert "## Fine-tune: finetune and rag_finetune" in md and "## Fine-tune: toy" in md
+
+
+def test_benchmarks_run_once_per_weights_and_are_attributed_to_each_strategy(four_arms):
+    bench, metrics = four_arms["bench"], four_arms["metrics"]
+    adapter = f"adapter:{metrics['finetune']['fit']['weights']['content_id']}"
+    toy = f"adapter:{metrics['toy']['fit']['weights']['content_id']}"
+    assert bench["by_strategy"] == {"prompt": "base", "finetune": adapter, "rag_finetune": adapter, "toy": toy}
+    assert list(bench["weights"]) == ["base", adapter, toy] and list(bench["forgetting"]) == [adapter, toy]
+    assert all(bench["weights"][w]["mmlu"]["n"] == 6 for w in bench["weights"])
+    assert bench["forgetting"][toy]["mmlu"]["status"] == "ok"  # the toy's own forgetting test, vs base
+    assert any("rag_finetune: answers with " + adapter + ", already scored" in line for line in four_arms["logs"])
+    a = four_arms["report"]
+    assert a["forgetting"]["rag_finetune"] == a["forgetting"]["finetune"] == bench["forgetting"][adapter]
+    assert a["strategies"]["toy"]["benchmarks"]["mmlu"]["n"] == 6 and "toy" in a["forgetting"]

@@ -209,3 +209,43 @@ def test_report_modules_do_not_import_harness_report():
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "harness.report" not in imported, path
+
+
+def test_sections_follow_the_facts_of_each_strategy_not_its_name(tmp_path):
+    """Retrieval for the two strategies with retrieval metrics, one Fine-tune section for the adapter two
+    strategies share (one loss plot), whatever they are called."""
+    from tests.test_verdict import four_arms
+
+    names = ("plain", "lookup", "tuned", "tuned_lookup")
+    fits = four_arms(names, index_s=12.0, train_s=600.0, details=FINETUNE_DETAILS)
+    extra = {n: {**NEW_LATENCY, **(RAG_METRICS if n in ("lookup", "tuned_lookup") else {})} for n in names}
+    scores = dict(zip(names, SCORES.values())) | {"tuned_lookup": [1.0] * 81 + [0.0] * 19}
+    run = make_run(tmp_path, scores, name="named", extra_metrics=extra, fits=fits)
+    md = write_report(run).read_text()
+    assert md_headings(md) == ["Warnings", "Verdict", "Decision matrix", "Plots", "Paired comparisons", "Criteria",
+                               "Retrieval", "Fine-tune: tuned and tuned_lookup", "Setup"]
+    assert "### lookup" in md and "### tuned_lookup" in md
+    assert "The same adapter answers for tuned and tuned_lookup" in md
+    assert (run / "plot_loss_tuned.png").is_file() and not (run / "plot_loss_tuned_lookup.png").exists()
+    assert md.startswith("# fixture: plain vs lookup vs tuned vs tuned_lookup\n")
+
+
+def test_an_old_run_gets_weights_builds_and_complexity_inferred(full_run):
+    """metrics.json of a run made before typed fit records, and benchmarks.json with one flat forgetting."""
+    bench = {"by_strategy": {"prompt": "base", "rag": "base", "finetune": "finetune"},
+             "weights": {"base": {"mmlu": {"status": "ok", "score": 0.3, "stderr": 0.02, "n": 100}},
+                         "finetune": {"mmlu": {"status": "ok", "score": 0.29, "stderr": 0.02, "n": 100}}},
+             "forgetting": {"mmlu": {"status": "ok", "delta": -0.01, "p_value": 0.5, "significant_drop": False}}}
+    (full_run / "benchmarks.json").write_text(json.dumps(bench))
+    write_report(full_run)
+    a = json.loads((full_run / "report.json").read_text())
+    fit = {n: a["strategies"][n]["fit"] for n in SCORES}
+    assert fit["finetune"]["weights"] == {"kind": "adapter", "adapter_dir": "finetune/adapter",
+                                          "content_id": "finetune/adapter"}
+    assert fit["rag"]["weights"]["kind"] == fit["prompt"]["weights"]["kind"] == "base"
+    assert [b["what"] for b in fit["finetune"]["one_time"]] == ["adapter"]
+    assert fit["rag"]["one_time"][0]["what"] == "index" and fit["rag"]["one_time"][0]["seconds"] == 12
+    assert [fit[n]["complexity"] for n in ("prompt", "rag", "finetune")] == [0, 1, 2]
+    assert a["strategies"]["finetune"]["cost"]["one_time_s"] == 600.0  # train_seconds, as before
+    assert a["forgetting"] == {"finetune": bench["forgetting"]}
+    assert "Δ -0.010" in matrix(analyze(full_run)).set_index("strategy").loc["finetune", "MMLU (Δ vs base)"]

@@ -1,5 +1,7 @@
 """The verdict rule's edge cases, on fixture run directories (no model needed)."""
 
+import dataclasses
+
 import pytest
 
 from harness import verdict
@@ -7,6 +9,7 @@ from harness.caveats import caveats
 from harness.config import DOCS_CHANGE
 from harness.cost import break_even, strategy_cost
 from harness.metrics import score_ci
+from harness.records import Build, FitRecord, Weights
 from harness.report import analyze, matrix
 from harness.stats import compare_strategies, min_detectable_drop
 from tests.run_fixture import make_run
@@ -79,8 +82,23 @@ def test_cost_model_and_break_even():
     assert ft["one_time_usd"] == 1.0  # half a GPU hour at 2 USD/h
     assert rag["hosted_per_1k_answers_usd"] == 1.0  # 1000 tokens per answer at 0.001 USD per 1k tokens
     # saves 0.05 USD per 1k answers -> 1 USD repaid after 20,000 answers
-    assert break_even({"rag": rag, "finetune": ft}) == {"rag": 20001}
-    assert break_even({"rag": ft, "finetune": rag}) == {"rag": 0}
+    assert break_even({"rag": rag, "finetune": ft}, ["finetune"]) == {"finetune": {"rag": 20001}}
+    assert break_even({"rag": ft, "finetune": rag}, ["finetune"]) == {"finetune": {"rag": 0}}
+    assert break_even({"rag": rag}, ["finetune"]) == {}
+
+
+def test_one_time_cost_sums_each_build_at_its_machine_price():
+    """A typed fit record: the index built on the CPU, the adapter trained on a GPU, both reused in this run."""
+    cost_cfg = {"gpu_usd_per_hour": 2.0, "cpu_usd_per_hour": 0.36, "expected_answers": 1000}
+    both = [{"what": "index", "seconds": 3600.0, "device": "cpu", "content_id": "idx", "reused": True},
+            {"what": "adapter", "seconds": 1800.0, "device": "cuda", "content_id": "a1", "reused": True}]
+    m = {"compute_per_answer_s": 0.0, "prompt_tokens_mean": 1.0, "completion_tokens_mean": 1.0,
+         "fit": {"seconds": 2.0, "device": "cuda", "details": {"train_seconds": 99.0}, "one_time": both,
+                 "weights": {"kind": "adapter", "adapter_dir": "x/adapter", "content_id": "a1"}, "complexity": 3}}
+    c = strategy_cost(m, cost_cfg, "cpu")
+    # 0.36 (an hour of CPU) + 1.00 (half an hour of GPU); this run's 2 s fit and the details are not the cost.
+    assert c["one_time_s"] == 5400.0 and c["one_time_usd"] == pytest.approx(1.36)
+    assert c["one_time_devices"] == ["cpu", "cuda"]
 
 
 def test_two_item_run_with_one_strategy_recommends_nothing():
@@ -175,20 +193,71 @@ def test_caveat_small_test_set_and_constant_sample():
 def test_every_docs_change_value_has_a_reasoned_criterion(change):
     favours, reason = verdict.docs_change_row(change, retrain_usd=2.0, reindex_s=30.0)
     assert "not a known value" not in reason and change in reason
-    assert favours in ("rag", "finetune or rag", "unknown")
+    assert favours in ("retrieval", "trained weights or retrieval", "unknown")
     assert verdict.docs_change_row("hourly", None, None)[1].startswith("'hourly' is not a known value")
 
 
 def test_monthly_docs_change_in_criteria_and_what_would_change():
-    metrics = {"rag": {"status": "ok", "score": 0.7, "latency_p50_s": 1.0, "fit": {"seconds": 42.0}},
-               "finetune": {"status": "ok", "score": 0.8, "latency_p50_s": 0.5, "fit": {"seconds": 3600.0}}}
+    # Old-run fit records: the index build and the training are read from their details.
+    metrics = {"rag": {"status": "ok", "score": 0.7, "latency_p50_s": 1.0,
+                       "fit": {"seconds": 0.5, "details": {"build_s": 42.0}}},
+               "finetune": {"status": "ok", "score": 0.8, "latency_p50_s": 0.5,
+                            "fit": {"seconds": 3600.0, "details": {"adapter_dir": "finetune/adapter"}}}}
     costs = {"rag": {"total_at_volume_usd": 2.0, "one_time_usd": 0.0},
              "finetune": {"total_at_volume_usd": 3.0, "one_time_usd": 2.5}}
     rows = verdict.criteria(metrics, [], costs, {"docs_change": "monthly"}, 1000, {}, 1000)
     row = rows[0]
-    assert row["favours"] == "rag"
+    assert row["favours"] == "rag"  # the strategies of this run that retrieve
     assert "RAG re-indexes in 42 s" in row["reason"] and "monthly retrain is feasible" in row["reason"]
     assert "$30.00 a year" in row["reason"]  # 12 trainings at 2.50 USD
     changes = verdict.what_would_change({"choice": "finetune", "candidates": ["finetune"]}, metrics,
                                         {"docs_change": "monthly"}, 1000, {}, 1000)
     assert any("retrain each month" in c for c in changes)
+
+
+def four_arms(names=("prompt", "rag", "finetune", "rag_finetune"), index_s=0.0, train_s=0.0,
+              details: dict | None = None) -> dict[str, FitRecord]:
+    """Typed fit records of the four arms: base, base + index, adapter, adapter + the same index."""
+    index, training = Build("index", index_s, "cpu", "idx/flat"), Build("adapter", train_s, "cpu", "a1b2c3")
+    records = [FitRecord(complexity=0), FitRecord(one_time=(index,), complexity=1),
+               FitRecord(details=details or {}, weights=Weights("adapter", f"{names[2]}/adapter", "a1b2c3"),
+                         one_time=(training,), complexity=2),
+               FitRecord(details=details or {}, weights=Weights("adapter", f"{names[3]}/adapter", "a1b2c3"),
+                         one_time=(index, training), complexity=3)]
+    return dict(zip(names, records))
+
+
+def test_a_tie_on_cost_goes_to_the_lowest_complexity_rank_whatever_the_names(tmp_path):
+    # Arbitrary names: the rule reads the fit records' complexity, not "rag".
+    names = ("w", "x", "y", "z")
+    run = make_run(tmp_path, dict(zip(names, [scores(40), scores(80), scores(42), scores(81)])),
+                   fits=four_arms(names))
+    v = analyze(run)["verdict"]
+    assert set(v["candidates"]) == {"x", "z"} and v["choice"] == "x"  # equal costs: the simpler one
+    assert any(r.startswith("y and z answer with the same adapter (adapter:a1b2c3), trained once and shared")
+               for r in v["reasons"])
+
+
+def test_the_fourth_arm_in_costs_criteria_and_what_would_change(tmp_path):
+    run = make_run(tmp_path, {"prompt": scores(40), "rag": scores(100), "finetune": scores(42),
+                              "rag_finetune": scores(105)}, fits=four_arms(index_s=60.0, train_s=3600.0))
+    a = analyze(run)
+    assert a["verdict"]["choice"] == "rag"  # tied with rag_finetune, without its hour of training
+    assert set(a["break_even_answers"]) == {"finetune", "rag_finetune"}  # every strategy with trained weights
+    assert set(a["break_even_answers"]["rag_finetune"]) == {"prompt", "rag", "finetune"}
+    rows = {r["criterion"]: r for r in a["criteria"]}
+    knowledge = rows["Knowledge requirements"]
+    assert knowledge["favours"] == "rag or rag_finetune"  # retrieval helps on the base weights and on the adapter
+    assert "rag beats prompt" in knowledge["reason"] and "rag_finetune beats finetune" in knowledge["reason"]
+    assert rows["Training data available"]["favours"] == "finetune or rag_finetune"  # 1,000 labeled examples
+    one_time = matrix(a).set_index("strategy").loc["rag_finetune", "one-time cost (USD)"]
+    assert "index shared with rag" in one_time and "adapter shared with finetune" in one_time
+    assert a["strategies"]["rag_finetune"]["cost"]["one_time_s"] == 3660.0  # index + training, each counted
+
+    metrics = {n: {"status": "ok", "fit": dataclasses.asdict(f)} for n, f in four_arms().items()}
+    weekly = verdict.what_would_change({"choice": "rag_finetune", "candidates": ["rag_finetune"]}, metrics,
+                                       {"docs_change": "weekly"}, 1000, {}, 1000)
+    assert any("rag_finetune re-indexes to keep its passages current, but its adapter" in c for c in weekly)
+    assert not any("RAG re-indexes instead" in c for c in weekly)  # that is said of a fine-tune without retrieval
+    few = verdict.what_would_change({"choice": "rag", "candidates": ["rag"]}, metrics, {}, 100, {}, 1000)
+    assert any("Only 100 training examples" in c for c in few)

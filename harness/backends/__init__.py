@@ -1,16 +1,16 @@
-"""Inference backends: one narrow interface, one file per backend, loaded lazily by name."""
+"""Inference backends: one narrow interface, one file per backend, loaded lazily by name
+(the names are in harness/registry.py)."""
 
 from __future__ import annotations
 
-import importlib
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from harness import registry
 from harness.records import Generation, Message
 
-REGISTRY = {
-    "transformers": "harness.backends.hf:TransformersBackend",
-}
+REGISTRY = registry.BACKENDS
+"""Kept for callers of the old name: the registry's backends."""
 
 
 class Backend(Protocol):
@@ -31,11 +31,10 @@ class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def adapter(self, adapter_dir: str, cache_id: str) -> AbstractContextManager[Backend]:
-        """The same weights with a PEFT adapter attached for the block's duration (finetune answers
-        with it); `cache_id` names base + adapter in the generation cache."""
+        """The same weights with a PEFT adapter attached for the block's duration (a strategy with
+        trained weights answers with it); `cache_id` names base + adapter in the generation cache."""
         ...
 
 
 def load_backend(name: str, model_path: str, **options: object) -> Backend:
-    module, _, cls = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(model_path, **options)
+    return registry.backend_class(name)(model_path, **options)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from harness.devices import resolve_device, resolve_dtype
 from harness.records import Generation, Message
 
 
@@ -34,10 +35,8 @@ class TransformersBackend:
         from harness.models import cache_root
 
         torch.set_num_threads(threads or os.cpu_count() or 1)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device == "cuda" else "float32"
-        self.dtype = dtype
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.model_path = model_path
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"

@@ -73,3 +73,14 @@ def paired_change(base_items: dict[str, int], tuned_items: dict[str, int], alpha
         "p_value": p_value, "alpha": alpha, "significant": p_value < alpha,
         "significant_drop": p_value < alpha and delta < 0,
     }
+
+
+def by_weights(bench: dict[str, Any]) -> dict[str, Any]:
+    """benchmarks.json of any age in today's layout, where `forgetting` maps each weights key to its
+    per-benchmark results. Runs made before it held one flat {benchmark: result} for the only trained
+    weights there were; it is attributed to every non-base weights key of `by_strategy`."""
+    flat = bench.get("forgetting") or {}
+    if not any(isinstance(v, dict) and ("status" in v or "delta" in v) for v in flat.values()):
+        return bench
+    trained = {w for w in (bench.get("by_strategy") or {}).values() if w != "base"}
+    return {**bench, "forgetting": {w: flat for w in sorted(trained)}}

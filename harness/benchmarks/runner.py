@@ -19,8 +19,10 @@ from typing import Any
 
 from harness.benchmarks import data, sandbox
 from harness.config import BenchmarksConfig
+from harness.devices import resolve_device, resolve_dtype
 from harness.errors import HarnessError
 from harness.models import cache_root, touch_used
+from harness.rundir import write_json
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 BENCHMARKS = ("mmlu", "humaneval")
@@ -133,11 +135,8 @@ def _model_args(model_path: str, adapter_path: str | None, lm_type: str,
                 extra: dict[str, Any] | None) -> dict[str, Any]:
     if lm_type not in HF_LMS:
         return {"model": model_path, **(extra or {})}
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    args: dict[str, Any] = {"pretrained": model_path, "device": device,
-                            "dtype": "bfloat16" if device == "cuda" else "float32"}
+    device = resolve_device("auto")
+    args: dict[str, Any] = {"pretrained": model_path, "device": device, "dtype": resolve_dtype("auto", device)}
     if adapter_path:
         args["peft"] = adapter_path
     return {**args, **(extra or {})}
@@ -280,7 +279,5 @@ def _write_cache(key: str, result: dict, samples: list[dict]) -> None:
                                 "response": s.get("filtered_resps"), "target": s.get("target"),
                                 **{k: s[k] for k in ("acc", "exact_match", "pass@1") if k in s}},
                                ensure_ascii=False, default=str) + "\n")
-    tmp = folder / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(folder / "result.json")  # written last: its presence means the entry is complete
+    write_json(folder / "result.json", result)  # written last: its presence means the entry is complete
 

@@ -9,3 +9,7 @@
 
 `strategies/rag.py` puts these together; `harness/bench/retrieval.py` measures them.
 """
+
+INDEX_CACHE_DIR = "rag"
+"""The corpus cache's folder under `cache_root()` (named before other strategies retrieved; kept so
+existing caches stay valid)."""

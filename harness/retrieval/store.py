@@ -29,6 +29,7 @@ import numpy as np
 from harness.config import RagConfig
 from harness.errors import NotRun
 from harness.models import cache_root, touch_used
+from harness.retrieval import INDEX_CACHE_DIR
 from harness.retrieval import documents as docs_io
 from harness.retrieval.chunking import Chunk, chunk_documents
 from harness.retrieval.embedding import (
@@ -73,9 +74,9 @@ class Corpus:
     def device(self) -> str:
         if load_embedder.cache_info().currsize:
             return str(self.embedder.device)
-        import torch
+        from harness.devices import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"  # where sentence-transformers would put it
+        return resolve_device("auto")  # where sentence-transformers would put it
 
     def retrieve(self, query_vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
         """The k best chunks for one query vector, best first, with their inner-product scores."""
@@ -119,7 +120,7 @@ def open_corpus(docs_dir: Path, task_dir: Path, cfg: RagConfig) -> Corpus:
         "format": FORMAT, "documents": docs_io.fingerprint(files, task_dir), "model": digest,
         "chunk_tokens": cfg.chunk_tokens, "chunk_overlap": cfg.chunk_overlap,
     }, sort_keys=True).encode()).hexdigest()[:32]
-    directory = cache_root() / "rag" / key
+    directory = cache_root() / INDEX_CACHE_DIR / key
     embedded = 0
     if not (directory / "manifest.json").is_file():  # a cached build passed the check below
         embedder = load_embedder(cfg.embedding_model)

@@ -1,4 +1,4 @@
-"""LoRA / QLoRA training for the `finetune` strategy, one file per concern.
+"""LoRA / QLoRA training for the strategies that answer with an adapter, one file per concern.
 
     formatting.py  examples -> prompt/completion records in the model's chat format (loss on answers only)
     planner.py     peak-memory estimate and the micro-batch / checkpointing plan that fits a budget
@@ -14,3 +14,7 @@
 Training runs in a child process: unsloth patches transformers and TRL on import, and a killed
 child (even `kill -9`) leaves its epoch checkpoints behind for the next run to resume from.
 """
+
+ADAPTER_CACHE_DIR = "finetune"
+"""The adapter cache's folder under `cache_root()` (named before other strategies trained; kept so
+existing adapters stay valid)."""

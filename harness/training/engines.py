@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from harness.devices import resolve_dtype
 from harness.training.planner import lora_target_modules
 from harness.training.spec import TrainSpec
 
@@ -40,9 +41,7 @@ def choose_engine(requested: str, device: str, model_type: str) -> tuple[str, st
 def choose_precision(load_in_4bit: str, model_dtype: str, device: str) -> tuple[bool, str]:
     """(4-bit base?, dtype): 4-bit on CUDA by default; bfloat16 on CUDA, float32 on CPU unless set."""
     quantize = load_in_4bit == "yes" or (load_in_4bit == "auto" and device == "cuda")
-    if model_dtype != "auto":
-        return quantize, model_dtype
-    return quantize, "bfloat16" if device == "cuda" else "float32"
+    return quantize, resolve_dtype(model_dtype, device)
 
 
 def choose_padding_free(setting: str, engine: str, fits: bool) -> bool | None:

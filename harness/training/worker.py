@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.rundir import write_json
 from harness.training import resume
 from harness.training.spec import LOGS_DIR, TrainSpec
 
@@ -148,8 +149,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         if (work / "eval_before.json").is_file() else None
     fit = fit_record(spec, trainer, session, before, trainable, total)
     fit["sessions"] = resume.read_sessions(work)
-    (work / "fit.json.tmp").write_text(json.dumps(fit, indent=2) + "\n")
-    (work / "fit.json.tmp").replace(work / "fit.json")  # last: the adapter is complete
+    write_json(work / "fit.json", fit)  # last: the adapter is complete
     shutil.rmtree(work / "checkpoints", ignore_errors=True)  # only a resume needs them (optimizer states)
     return fit
 
