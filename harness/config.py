@@ -98,6 +98,9 @@ class GenerationConfig:
     max_new_tokens: int = _opt(128, "Answer budget in tokens (greedy decoding).", min=1, max=8192)
     batch_size: int = _opt(8, "Prompts generated together (left-padded).", min=1, max=512)
     stop: list[str] = _opt([], "Strings that end an answer; the answer is cut before them.")
+    latency_sample: int = _opt(20, "Test items answered again one request at a time (batch 1) after scoring, for "
+                               "the user-facing latency p50/p95 (0: not measured, the batch wall time is shown).",
+                               min=0, max=10_000)
 
 
 @dataclass(frozen=True)

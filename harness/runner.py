@@ -38,8 +38,6 @@ from harness.rundir import check_results_root, staged_run, write_json, write_man
 from harness.task import Task
 
 RESULTS_DIR = Path("results")
-LATENCY_SAMPLE = 20
-"""Test items answered again one request at a time for the user-facing latency (harness/latency.py)."""
 
 
 def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] | None = None,
@@ -147,7 +145,8 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
                "answer_seconds": round(answer_seconds, 2), "fit": dataclasses.asdict(fit)}
     # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
     summary.update(throughput(summary, cfg.generation.batch_size))
-    summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx, LATENCY_SAMPLE, out_dir))
+    summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,
+                                          cfg.generation.latency_sample, out_dir))
     if hasattr(strategy, "label_metrics"):
         # Computed by the runner after answering, with the test labels the strategy never saw.
         summary.update(strategy.label_metrics(predictions, test))
