@@ -108,22 +108,27 @@ def _parse_json(text: str, path: Path, line: int, start: int | None = None) -> A
         raise DataError(f"{path}:{line}: invalid JSON: nested too deeply") from None
 
 
+def capped_text(path: Path, f: BinaryIO, cap: int, too_big: str) -> str:
+    """At most `cap` bytes of an open file, decoded as UTF-8 (a BOM is fine); a one-line DataError naming
+    the line of the first bad byte, or saying `too_big` when the file is longer. For files parsed whole."""
+    raw = f.read(cap + 1)
+    if len(raw) > cap:
+        raise DataError(f"{path}:1: {too_big}")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (save the file as UTF-8)") from None
+
+
 def _read_json_array(path: Path, f: BinaryIO, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
     """The records of a file holding one JSON array, each with the line it starts on.
 
     Parsed record by record so that line numbers are known; the commas are checked here, since a
     missing, doubled or trailing one would otherwise merge or drop records without a word.
     """
-    raw = f.read(MAX_ARRAY_FILE_BYTES + 1)
-    if len(raw) > MAX_ARRAY_FILE_BYTES:
-        raise DataError(f"{path}:1: a JSON array file may be at most {MAX_ARRAY_FILE_BYTES:,} bytes; "
-                        f"use JSONL (one record per line), which is read line by line")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8") from None
-    del raw
+    text = capped_text(path, f, MAX_ARRAY_FILE_BYTES, f"a JSON array file may be at most {MAX_ARRAY_FILE_BYTES:,} "
+                       "bytes; use JSONL (one record per line), which is read line by line")
     line, counted = 1, 0
 
     def line_at(pos: int) -> int:  # incremental: positions only grow, so the text is counted once

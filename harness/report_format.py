@@ -12,9 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from harness.registry import SCORERS
+
 NOT_RUN = "—"
-# Every scorer the harness has scores an item in [0, 1]; a new unbounded scorer gets free axes.
-BOUNDED_SCORERS = {"exact_match", "token_f1", "rouge_l", "choice_letter", "contains"}
+# A registered scorer scores an item in [0, 1] (the scorer contract, harness/scoring.py), so its axes are 0-1;
+# a run made with a scorer no longer registered gets free axes.
+BOUNDED_SCORERS = frozenset(SCORERS)
 OLD_LATENCY = "batch wall time per answer (old run)"
 
 

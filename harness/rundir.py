@@ -57,8 +57,6 @@ def _run_id() -> str:
 def staged_run(root: Path, task_name: str) -> Iterator[tuple[Path, Path]]:
     """Yield (work directory, final directory). Leaving the block normally renames the work
     directory to the final one, which the caller must have completed with `write_manifest`."""
-    from harness.errors import HarnessError as UserError
-
     task_root = root / task_name
     while True:
         run_id = _run_id()
@@ -72,8 +70,9 @@ def staged_run(root: Path, task_name: str) -> Iterator[tuple[Path, Path]]:
             continue
     try:
         yield work, final
-    except UserError:
+    except HarnessError:
         shutil.rmtree(work, ignore_errors=True)
+        _remove_if_empty(work.parent)
         raise
     except BaseException as exc:
         _keep_failed(work, task_root / FAILED / run_id, exc)

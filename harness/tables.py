@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError
-from harness.jsonfile import MAX_RECORD_BYTES
+from harness.jsonfile import MAX_RECORD_BYTES, capped_text
 
 MAX_TABLE_BYTES = 512 << 20
 """Largest CSV file, and largest Parquet file once decompressed: pandas reads them whole."""
@@ -53,13 +53,12 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, cells) per row; blank rows are skipped. Every cell is a string: `007` stays `007`, `NA` is text."""
     import pandas as pd
 
-    raw = _read_capped(path)
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (save the file as UTF-8)") from None
-    del raw
+        with path.open("rb") as f:
+            text = capped_text(path, f, MAX_TABLE_BYTES, f"a CSV file may be at most {MAX_TABLE_BYTES:,} bytes; "
+                               "split it, or use JSONL (read line by line)")
+    except OSError as exc:
+        raise DataError(f"{path}:1: cannot read the file ({exc.strerror})") from None
     try:
         # skip_blank_lines=False keeps blank lines as rows, so that row i is line i + 2 (before multi-line cells)
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
@@ -143,18 +142,6 @@ def _hub_problem(ref: HubRef, split: str, exc: Exception, online: bool) -> str:
     if isinstance(exc, ValueError) and "split" in str(exc).lower():
         return f"split {split!r} of {ref.repo!r}: {_first_line(exc)}"
     return f"cannot load {ref.repo!r}: {type(exc).__name__}: {_first_line(exc)}"
-
-
-def _read_capped(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_TABLE_BYTES + 1)
-    except OSError as exc:
-        raise DataError(f"{path}:1: cannot read the file ({exc.strerror})") from None
-    if len(raw) > MAX_TABLE_BYTES:
-        raise DataError(f"{path}:1: a CSV file may be at most {MAX_TABLE_BYTES:,} bytes; split it, or use JSONL "
-                        f"(read line by line)")
-    return raw
 
 
 def _record(columns: list[str], cells: Iterable[Any], where: str, na: Any = None) -> dict[str, Any]:

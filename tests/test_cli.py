@@ -15,10 +15,10 @@ from tests.conftest import ROOT
 
 
 def test_set_overrides_task_yaml_and_names_its_origin(tiny_task):
-    sets = ["rag.k=2", "generation.stop=['###', '\\n']", "finetune.learning_rate=1e-5", "prompt.k_shot=0"]
+    sets = ["rag.k=2", 'generation.stop=["###", "\\n"]', "finetune.learning_rate=1e-5", "prompt.k_shot=0"]
     task = load_task(str(tiny_task), overrides=sets)
     cfg = task.config
-    assert (cfg.rag.k, cfg.generation.stop, cfg.finetune.learning_rate) == (2, ["###", "\\n"], 1e-5)
+    assert (cfg.rag.k, cfg.generation.stop, cfg.finetune.learning_rate) == (2, ["###", "\n"], 1e-5)  # YAML "\\n"
     assert cfg.prompt.k_shot == 0
     assert cfg.generation.max_new_tokens == 16  # untouched keys keep task.yaml's values
     assert task.where("rag.k") == "--set rag.k=2"
