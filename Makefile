@@ -70,7 +70,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) $(LLAMA_CPP) && touch $@ || echo "$(LLAMA_CPP) did not build: the bench skips its llama.cpp row"
 
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) -m harness.bench $(ARGS)
+	$(PY) -m harness.speed $(ARGS)
 
 # make cache                                  size of ~/.cache/ftrag by kind
 # make cache ARGS="--prune-unused-days 30"    remove entries no run has used for 30 days

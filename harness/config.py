@@ -77,7 +77,21 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = _opt(DEFAULT_MODEL, "`embedded:smollm2-135m-instruct`, a local transformers directory, or a hub id.")
-    backend: str = _opt("transformers", "Inference backend.", choices=BACKEND_NAMES)
+    backend: str = _opt("auto", "Inference backend: auto (llamacpp on CPU when llama-cpp-python is installed and the "
+                        "model has or converts to a GGUF; transformers on CUDA and otherwise), or one of the "
+                        "registry's backends.", choices=("auto", *BACKEND_NAMES))
+    base_url: str | None = _opt(None, "Server URL: an OpenAI-compatible `/v1` base URL (backend openai), or the Ollama "
+                                "host (backend ollama; default $OLLAMA_HOST, else http://127.0.0.1:11434).")
+    api_key_env: str | None = _opt(None, "Name of the environment variable that holds the server's API key (never "
+                                   "the key itself; none: no key sent).")
+    concurrency: int = _opt(4, "Requests in flight at once to a server backend.", min=1, max=256)
+    retries: int = _opt(3, "Retries of a failed server request (exponential backoff from 1 s).", min=0, max=20)
+    timeout_s: float = _opt(120.0, "Time limit of one server request, s.", min=1.0, max=3600.0)
+    stream: bool = _opt(False, "Stream server answers, which measures time to first token (openai, ollama).")
+    gguf_outtype: str = _opt("f16", "Weights type when a transformers model is converted to GGUF for llamacpp "
+                             "(convert_hf_to_gguf.py --outtype).", choices=("f32", "f16", "bf16", "q8_0"))
+    context_length: int | None = _opt(None, "Context window in tokens for llamacpp and ollama (default: the "
+                                      "model's, at most 8192).", min=128)
     dtype: str = _opt("auto", "Weights dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.",
                       choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _opt("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
@@ -151,6 +165,13 @@ class FinetuneConfig:
     max_train_examples: int | None = _opt(None, "Train on at most N examples (a deterministic subset; "
                                           "default: all).", min=1)
     train_on_docs: bool = _opt(False, "Also train on the task's documents as plain text (knowledge injection).")
+    train_with_context: bool = _opt(False, "RAFT-style: each training example carries its top-k retrieved passages "
+                                    "(a share of them distractor passages only), so the model learns to use or ignore "
+                                    "context. Trains a second adapter, used by `rag_finetune`.")
+    context_k: int | None = _opt(None, "Passages per training example with train_with_context (default: rag.k).",
+                                 min=1, max=100)
+    distractor_share: float = _opt(0.2, "Share of training examples with train_with_context whose passages are "
+                                   "distractors only (the passages that answer it left out).", min=0.0, max=1.0)
     merge: bool = _opt(False, "Also save the merged model (merge_and_unload) in the run directory.")
     seed: int = _opt(0, "Seed of LoRA initialization and data order.")
     report_to: str = _opt("none", "Also log the trainer's per-epoch losses to tensorboard (event files in the "

@@ -179,7 +179,7 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
     options: dict[str, Any] = {"threads": cfg.model.threads}
     if cfg.model.dtype != "auto":
         options["model_args"] = {"dtype": cfg.model.dtype}
-    shared = backend() if backend is not None and cfg.model.backend == "transformers" else None
+    shared = backend() if backend is not None and backend().name == "transformers" else None
     scored = result["weights"]
     scored["base"] = _score_weights(cfg, base_path, Weights(), None, shared, log, options)
     for name, weights in used.items():

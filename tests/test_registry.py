@@ -22,7 +22,7 @@ def test_config_choices_are_the_registry_keys():
     assert fields["strategies"].metadata["choices"] == STRATEGY_NAMES
     assert fields["scorer"].metadata["choices"] == SCORER_NAMES
     model = {f.name: f for f in dataclasses.fields(fields["model"].default_factory)}  # type: ignore[misc]
-    assert model["backend"].metadata["choices"] == BACKEND_NAMES
+    assert model["backend"].metadata["choices"] == ("auto", *BACKEND_NAMES)
     assert TaskConfig().strategies == list(STRATEGY_NAMES)
 
 
@@ -71,11 +71,11 @@ def test_old_names_still_resolve_through_the_registry():
 
 UNRELATED = {
     ("harness/data.py", "prompt"), ("harness/training/formatting.py", "prompt"),
-    ("harness/bench/training.py", "prompt"), ("harness/benchmarks/sandbox.py", "prompt"),
+    ("harness/speed/training.py", "prompt"), ("harness/benchmarks/sandbox.py", "prompt"),
     ("harness/report_sections.py", "prompt"),
     ("harness/retrieval/__init__.py", "rag"), ("harness/training/__init__.py", "finetune"),
-    ("harness/bench/compare_cache.py", "prompt"), ("harness/bench/compare_cache.py", "rag"),
-    ("harness/bench/compare_cache.py", "finetune"),
+    ("harness/speed/compare_cache.py", "prompt"), ("harness/speed/compare_cache.py", "rag"),
+    ("harness/speed/compare_cache.py", "finetune"),
 }
 """String constants equal to a strategy name that are something else: the prompt/completion data field,
 HumanEval's `prompt`, config sections (`prompt.k_shot`), the cache folders named before there were other

@@ -36,5 +36,12 @@ class Backend(Protocol):
         ...
 
 
+def choose_backend(requested: str, device: str = "auto") -> str:
+    """The backend `model.backend` names; `auto` picks one for this machine."""
+    if requested != "auto":
+        return requested
+    return "transformers"
+
+
 def load_backend(name: str, model_path: str, **options: object) -> Backend:
-    return registry.backend_class(name)(model_path, **options)
+    return registry.backend_class(choose_backend(name))(model_path, **options)

@@ -7,7 +7,7 @@
     store.py       the cached corpus (chunks + embeddings + index) keyed by a content hash
     quality.py     hit@k and MRR from labels the data already carries (source, answer)
 
-`strategies/rag.py` puts these together; `harness/bench/retrieval.py` measures them.
+`strategies/rag.py` puts these together; `harness/speed/retrieval.py` measures them.
 """
 
 INDEX_CACHE_DIR = "rag"

@@ -2,9 +2,9 @@
 PEFT script, and training MFU against a measured matmul peak, side by side on the same model, records
 and settings.
 
-Every measurement runs in its own child process (`python -m harness.bench.training <mode> <work_dir>`),
+Every measurement runs in its own child process (`python -m harness.speed.training <mode> <work_dir>`),
 because unsloth patches transformers and TRL on import and one run's allocator state should not carry
-into the next. Run it with `python -m harness.bench training`.
+into the next. Run it with `python -m harness.speed training`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _child(mode: str, work: Path) -> dict[str, Any]:
     out = work / f"{mode}.json"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.bench.training", mode, str(work)],
+        proc = subprocess.run([sys.executable, "-m", "harness.speed.training", mode, str(work)],
                               stdout=sys.stderr, stderr=subprocess.PIPE, text=True, env=env,
                               timeout=CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:

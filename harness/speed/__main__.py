@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.bench import SECTIONS
+from harness.speed import SECTIONS
 
 
 def machine() -> dict:
@@ -27,7 +27,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    wanted = [s if s.startswith("harness.bench.") else f"harness.bench.{s}" for s in argv] or SECTIONS
+    wanted = [s if s.startswith("harness.speed.") else f"harness.speed.{s}" for s in argv] or SECTIONS
     now = datetime.now(UTC)
     out_dir = Path("results/bench") / now.strftime("%Y-%m-%d")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Retrieval speed: FAISS search latency, exact vs approximate, at 10k and 100k chunks; MiniLM throughput.
 
-    python -m harness.bench retrieval
+    python -m harness.speed retrieval
 
 Search latency uses synthetic vectors (embedding 100k real chunks would take hours on 2 shared
 cores): 384 dimensions like MiniLM, drawn around 2,000 subtopic centres grouped in 200 topics that

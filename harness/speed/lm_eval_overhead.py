@@ -5,7 +5,7 @@ stratified by subject), the embedded model, the same include path and batch size
 cached: the ratio is what the harness adds around lm-eval (slicing, cache keys, per-item records),
 less what it saves (it indexes only its own tasks). The rerun line is the cached harness call.
 
-    python -m harness.bench lm_eval_overhead
+    python -m harness.speed lm_eval_overhead
 """
 
 from __future__ import annotations
