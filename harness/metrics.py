@@ -64,7 +64,8 @@ def score_ci(scores: list[float], binary: bool, seed: int = 0) -> dict[str, Any]
 
 
 def summarize(scores: list[float], predictions: list[Prediction], scorer: str, seed: int = 0) -> dict[str, Any]:
-    """metrics.json's figures for one strategy: score, its CI (see `score_ci`), latency, tokens, cache use."""
+    """metrics.json's figures for one strategy, named as `harness.run_schema.StrategyMetrics` names them (units
+    there: seconds, tokens, fractions): score, its CI (see `score_ci`), latency, tokens, cache use."""
     latency = np.array([p.latency_s for p in predictions])
     compute = np.array([p.compute_s for p in predictions])
     completion = np.array([p.completion_tokens for p in predictions])
@@ -74,12 +75,12 @@ def summarize(scores: list[float], predictions: list[Prediction], scorer: str, s
         "score": float(np.mean(scores)),
         **score_ci(scores, binary, seed),
         "binary": binary,
-        "latency_p50_s": float(np.percentile(latency, 50)),
-        "latency_p95_s": float(np.percentile(latency, 95)),
-        "compute_per_answer_s": float(compute.mean()),
+        "latency_p50": float(np.percentile(latency, 50)),
+        "latency_p95": float(np.percentile(latency, 95)),
+        "compute_per_answer": float(compute.mean()),
         "prompt_tokens_mean": float(np.mean([p.prompt_tokens for p in predictions])),
         "completion_tokens_mean": float(completion.mean()),
-        "completion_tokens_per_s": float(completion.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
+        "completion_token_rate": float(completion.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
         "truncated_prompts": sum(bool(p.extra.get("truncated")) for p in predictions),
         "cached_answers": sum(bool(p.extra.get("cached")) for p in predictions),
     }

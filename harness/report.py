@@ -1,7 +1,8 @@
 """The decision-matrix report, rebuilt from a run directory alone:
 `python -m harness report results/<task>/<run-id>` writes report.json, report.md and report.html.
 
-`analyze` turns the run's files into one dict (report.json, stable keys). `report_sections` builds
+`load_run` parses the run's files once into typed records (harness/run_schema.py, report_record.py);
+`analyze` turns them into a `RunReport` (report.json, schema_version 2). `report_sections` builds
 the report's sections from it once; `report_render` writes them as report.md and report.html, and
 `report_plots` draws the plots both show (PNG files beside report.md, embedded in the HTML).
 """
@@ -19,15 +20,14 @@ from harness.benchmarks.forgetting import by_weights
 from harness.caveats import caveats
 from harness.config import TaskConfig
 from harness.errors import HarnessError
-from harness.records import FitRecord, fit_of
 from harness.report_format import md_table
 from harness.report_matrix import matrix, verdict_line
+from harness.report_record import LoadedRun, RunReport
+from harness.run_schema import SCHEMA_VERSION, StrategyMetrics
 from harness.rundir import write_json
 from harness.stats import compare_strategies
 
 __all__ = ["analyze", "load_run", "matrix", "terminal_summary", "write_report"]
-
-SCHEMA_VERSION = 1
 
 
 def _read(path: Path) -> Any:
@@ -69,9 +69,9 @@ def _with_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str
     return merged
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """A run's files as dicts. Runs made before fit records named their weights, builds and complexity
-    get them inferred (harness.records.FitRecord.from_dict), and old benchmarks.json its current layout."""
+def load_run(run_dir: Path) -> LoadedRun:
+    """A run's files, each parsed once into the types; runs of any schema (harness/run_schema.py): old metric
+    names are mapped, old fit records inferred (FitRecord.from_dict), old benchmarks.json given its layout."""
     config = _read(run_dir / "config.json")
     if not isinstance(config, dict):
         raise HarnessError(f"{run_dir}/config.json: not a run directory (missing or not a JSON object)")
@@ -79,71 +79,57 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     run = _read(run_dir / "run.json") or {}
     metrics, items = {}, {}
     for name in run.get("strategies", config["strategies"]):
-        metrics[name] = _read(run_dir / name / "metrics.json") or {
-            "strategy": name, "status": "not run: no metrics.json (interrupted?)"}
+        path = run_dir / name / "metrics.json"
+        raw = _read(path) or {"status": "not run: no metrics.json (interrupted?)"}
+        metrics[name] = StrategyMetrics.from_dict({"strategy": name, **raw} if isinstance(raw, dict) else raw,
+                                                  str(path))
         pred_path = run_dir / name / "predictions.jsonl"
-        if metrics[name].get("status") == "ok":
-            metrics[name]["fit"] = dataclasses.asdict(fit_of(metrics[name]))
-            if pred_path.is_file():
-                items[name] = _read_jsonl(pred_path)
-    return {"config": config, "run": run, "split": _read(run_dir / "split.json") or {},
-            "environment": _read(run_dir / "environment.json") or {}, "metrics": metrics, "items": items,
-            "benchmarks": by_weights(_read(run_dir / "benchmarks.json") or {})}
+        if metrics[name].ok and pred_path.is_file():
+            items[name] = _read_jsonl(pred_path)
+    return LoadedRun(config, run, _read(run_dir / "split.json") or {}, _read(run_dir / "environment.json") or {},
+                     metrics, items, by_weights(_read(run_dir / "benchmarks.json") or {}))
 
 
-def analyze(run_dir: Path, final_dir: Path | None = None) -> dict[str, Any]:
+def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
     """Everything the report shows; `final_dir` is where the run will live when it is still staged."""
     run = load_run(run_dir)
-    cfg, metrics, env = run["config"], run["metrics"], run["environment"]
-    ok = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
-    scores = {n: {p["id"]: p["score"] for p in run["items"][n]} for n in ok if n in run["items"]}
-    binary = any(m.get("binary") for m in ok.values())
+    cfg, metrics, env, ok = run.config, run.metrics, run.environment, run.ran
+    scores = {n: {p["id"]: p["score"] for p in run.items[n]} for n in ok if n in run.items}
+    binary = any(m.binary for m in ok.values())
     pairs = [p.as_dict() for p in compare_strategies(scores, binary, seed=cfg["data"]["split_seed"])]
     serve_device = env.get("model", {}).get("device", "cpu")
     costs = {n: cost_model.strategy_cost(m, cfg["cost"], serve_device) for n, m in ok.items()}
-    fits = {n: FitRecord.from_dict(m["fit"]) for n, m in ok.items()}
+    fits = {n: m.record for n, m in ok.items()}
     for name, shared in cost_model.shared_builds(fits).items():
-        costs[name]["shared"] = shared
+        costs[name] = dataclasses.replace(costs[name], shared=shared)
     break_even = cost_model.break_even(costs, [n for n, f in fits.items() if f.weights.trained])
-    bench = run["benchmarks"]
+    bench = run.benchmarks
     # Forgetting of the weights each strategy answers with (the same result for strategies sharing them).
     forgetting = {n: bench["forgetting"][w] for n, w in (bench.get("by_strategy") or {}).items()
                   if w in (bench.get("forgetting") or {})}
     volume = cfg["cost"]["expected_answers"]
-    sizes = run["split"].get("sizes", {})
+    sizes = run.split.get("sizes", {})
     n_labeled = cfg["facts"].get("labeled_examples") or sizes.get("train", 0) + sizes.get("dev", 0)
     decision = verdict_rule.decide(metrics, pairs, costs, forgetting, volume)
     decision["caveats"] = caveats(metrics, bench, sizes, cfg["benchmarks"]["forgetting_alpha"])
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "task": cfg["name"],
-        "description": cfg.get("description", ""),
-        "run_dir": str(final_dir or run_dir),
-        "run_id": (final_dir or run_dir).name,
-        "scorer": cfg["scorer"],
-        "warnings": run["split"].get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics),
-        "split": sizes,
-        "strategies": {n: {**m, "cost": costs.get(n), "benchmarks": _bench_for(bench, n)}
-                       for n, m in metrics.items()},
-        "pairs": pairs,
-        "break_even_answers": break_even,
-        "forgetting": forgetting,
-        "verdict": decision,
-        "what_would_change": verdict_rule.what_would_change(decision, metrics, cfg["facts"], n_labeled,
-                                                            break_even, volume),
-        "criteria": verdict_rule.criteria(metrics, pairs, costs, cfg["facts"], n_labeled, break_even, volume),
-        "config": cfg,
-        "environment": env,
-        "contamination": run["split"].get("contamination", {}),
-        "latencies_s": {n: [p["latency_s"] for p in run["items"][n]]
-                        for n in run["items"]},
-    }
+    where = final_dir or run_dir
+    return RunReport(
+        task=cfg["name"], description=cfg.get("description", ""), run_dir=str(where), run_id=where.name,
+        scorer=cfg["scorer"],
+        warnings=run.split.get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics),
+        split=sizes, strategies=metrics, costs=costs, benchmarks={n: _bench_for(bench, n) for n in metrics},
+        pairs=pairs, break_even=break_even, forgetting=forgetting, verdict=decision,
+        what_would_change=verdict_rule.what_would_change(decision, metrics, cfg["facts"], n_labeled, break_even,
+                                                         volume),
+        criteria=verdict_rule.criteria(metrics, pairs, costs, cfg["facts"], n_labeled, break_even, volume),
+        config=cfg, environment=env, contamination=run.split.get("contamination", {}),
+        latencies={n: [p["latency_s"] for p in run.items[n]] for n in run.items})
 
 
-def _fit_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
+def _fit_warnings(metrics: dict[str, StrategyMetrics]) -> list[str]:
     out = []
     for name, m in metrics.items():
-        details = (m.get("fit") or {}).get("details") or {}
+        details = m.fit.details if m.fit is not None else {}
         # A strategy that retrieves beside other work keeps its index's record under retrieval_index.
         skipped = details.get("skipped_files") or (details.get("retrieval_index") or {}).get("skipped_files")
         if skipped:
@@ -165,7 +151,7 @@ def write_report(run_dir: Path, final_dir: Path | None = None) -> Path:
     from harness.report_sections import build_report
 
     a = analyze(run_dir, final_dir)
-    write_json(run_dir / "report.json", a)
+    write_json(run_dir / "report.json", a.to_json())
     report = build_report(a)
     pngs = {name: png_bytes(plot.figure) for name, plot in report.plots.items()}
     for name, data in pngs.items():
@@ -177,7 +163,10 @@ def write_report(run_dir: Path, final_dir: Path | None = None) -> Path:
 
 
 def terminal_summary(run_dir: Path) -> str:
-    a = _read(run_dir / "report.json") or analyze(run_dir)
-    v = a["verdict"]
+    """The matrix and verdict, from report.json; an older schema's is rebuilt from the run's files."""
+    saved = _read(run_dir / "report.json")
+    fresh = isinstance(saved, dict) and saved.get("schema_version") == SCHEMA_VERSION
+    a = RunReport.from_dict(saved, str(run_dir / "report.json")) if fresh else analyze(run_dir)
+    v = a.verdict
     lines = [md_table(matrix(a)), "", verdict_line(v)] + [f"  - {r}" for r in v.get("reasons", [])]
     return "\n".join(lines + [f"  - caveat: {c}" for c in v.get("caveats", [])])

@@ -10,12 +10,14 @@ from typing import Any
 import pandas as pd
 
 from harness.report_format import NOT_RUN, count, duration, latency_label, usd
+from harness.report_record import Cost, RunReport
+from harness.run_schema import StrategyMetrics
 
 LATENCY = "latency p50 / p95 (s)"
 
 
-def bench_cell(a: dict[str, Any], name: str, benchmark: str) -> str:
-    result = (a["strategies"][name].get("benchmarks") or {}).get(benchmark)
+def bench_cell(a: RunReport, name: str, benchmark: str) -> str:
+    result = (a.benchmarks.get(name) or {}).get(benchmark)
     if not result:
         return "not run"
     if result.get("skipped"):
@@ -23,16 +25,16 @@ def bench_cell(a: dict[str, Any], name: str, benchmark: str) -> str:
     if result.get("status", "ok") != "ok":
         return result.get("status", "not run")
     cell = f"{result['score']:.3f} ± {result['stderr']:.3f} (n={count(result['n'])})"
-    f = a["forgetting"].get(name, {}).get(benchmark)
+    f = a.forgetting.get(name, {}).get(benchmark)
     if f and f.get("status", "ok") == "ok":
         mark = "significant drop" if f["significant_drop"] else "not significant"
         cell += f", Δ {f['delta']:+.3f} (p = {f['p_value']:.3g}, {mark})"
     return cell
 
 
-def latency_kinds(a: dict[str, Any]) -> set[str | None]:
+def latency_kinds(a: RunReport) -> set[str | None]:
     """The `latency_kind`s of the strategies that ran (None: a run from before the field existed)."""
-    return {m.get("latency_kind") for m in a["strategies"].values() if m.get("status") == "ok"}
+    return {m.latency_kind for m in a.ran.values()}
 
 
 def _latency_header(kinds: set[str | None]) -> str:
@@ -42,60 +44,59 @@ def _latency_header(kinds: set[str | None]) -> str:
     return f"{label} p50 / p95 (s)" if label.endswith("latency") else f"{LATENCY}, {label}"
 
 
-def _latency_cell(m: dict[str, Any], per_cell_kind: bool) -> str:
-    cell = f"{m['latency_p50_s']:.2f} / {m['latency_p95_s']:.2f}"
-    if "retrieval_p50_s" in m:
-        cell += f" (of which retrieval {m['retrieval_p50_s'] * 1000:.0f} / {m['retrieval_p95_s'] * 1000:.0f} ms)"
-    return cell + (f", {latency_label(m.get('latency_kind'))}" if per_cell_kind else "")
+def _latency_cell(m: StrategyMetrics, per_cell_kind: bool) -> str:
+    cell = f"{m.latency_p50:.2f} / {m.latency_p95:.2f}"
+    r = m.retrieval
+    if r is not None and r.p50 is not None and r.p95 is not None:
+        cell += f" (of which retrieval {r.p50 * 1000:.0f} / {r.p95 * 1000:.0f} ms)"
+    return cell + (f", {latency_label(m.latency_kind)}" if per_cell_kind else "")
 
 
-def _one_time(m: dict[str, Any]) -> str:
+def _one_time(m: StrategyMetrics, c: Cost) -> str:
     """USD and machine time of what the strategy built, naming builds it shares with other strategies."""
-    c = m["cost"]
-    if not c["one_time_s"]:
+    if not c.one_time_compute:
         return "$0 (nothing to build)"
-    devices = c.get("one_time_devices") or [(m.get("fit") or {}).get("device", "cpu")]
+    devices = c.one_time_devices or [m.record.device]
     machines = " + ".join(dict.fromkeys("GPU" if d.startswith("cuda") else "CPU" for d in devices))
-    shared = "".join(f"; {what} shared with {', '.join(names)}" for what, names in (c.get("shared") or {}).items())
-    return f"{usd(c['one_time_usd'])} ({duration(c['one_time_s'])} of {machines}{shared})"
+    shared = "".join(f"; {what} shared with {', '.join(names)}" for what, names in c.shared.items())
+    return f"{usd(c.one_time)} ({duration(c.one_time_compute)} of {machines}{shared})"
 
 
-def _throughput(m: dict[str, Any]) -> str:
-    rate = m.get("throughput_answers_per_s")
-    if rate is None:
+def _throughput(m: StrategyMetrics) -> str:
+    if m.throughput is None:
         return NOT_RUN
-    return f"{rate:.3g}" + (f" at batch size {m['batch_size']}" if m.get("batch_size") else "")
+    return f"{m.throughput:.3g}" + (f" at batch size {m.batch_size}" if m.batch_size else "")
 
 
-def matrix(a: dict[str, Any]) -> pd.DataFrame:
+def matrix(a: RunReport) -> pd.DataFrame:
     """One row per strategy; a strategy that did not run says why in the score column and "—" elsewhere."""
     kinds = latency_kinds(a)
     latency_header = _latency_header(kinds)
-    with_throughput = any("throughput_answers_per_s" in m for m in a["strategies"].values())
-    with_hosted = any((m.get("cost") or {}).get("hosted_per_1k_answers_usd") is not None
-                      for m in a["strategies"].values())
+    # The scoring pass records its batch size with its throughput; runs made before throughput have neither.
+    with_throughput = any(m.batch_size is not None for m in a.strategies.values())
+    with_hosted = any(c.hosted_per_1k_answers is not None for c in a.costs.values())
     rows = []
-    for name, m in a["strategies"].items():
-        if m.get("status") != "ok":
-            rows.append({"strategy": name, "held-out score [95% CI]": m.get("status", "not run"), "n": NOT_RUN})
+    for name, m in a.strategies.items():
+        if not m.ok:
+            rows.append({"strategy": name, "held-out score [95% CI]": m.status, "n": NOT_RUN})
             continue
-        c = m["cost"]
+        c = a.costs[name]
         row = {
             "strategy": name,
-            "held-out score [95% CI]": f"{m['score']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-                                       + (" (zero-width: spread not measurable)" if m.get("ci_degenerate") else ""),
-            "n": count(m["n"]),
+            "held-out score [95% CI]": f"{m.score:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+                                       + (" (zero-width: spread not measurable)" if m.ci_degenerate else ""),
+            "n": count(m.n),
             "MMLU (Δ vs base)": bench_cell(a, name, "mmlu"),
             "HumanEval (Δ vs base)": bench_cell(a, name, "humaneval"),
             latency_header: _latency_cell(m, len(kinds) > 1),
         }
         if with_throughput:
             row["throughput (answers/s)"] = _throughput(m)
-        row["prompt tokens/answer"] = f"{m['prompt_tokens_mean']:.0f}"
-        row["one-time cost (USD)"] = _one_time(m)
-        row["cost per 1,000 answers (USD)"] = usd(c["per_1k_answers_usd"])
+        row["prompt tokens/answer"] = f"{m.prompt_tokens_mean:.0f}"
+        row["one-time cost (USD)"] = _one_time(m, c)
+        row["cost per 1,000 answers (USD)"] = usd(c.per_1k_answers)
         if with_hosted:
-            row["hosted API per 1,000 answers (USD)"] = usd(c.get("hosted_per_1k_answers_usd"))
+            row["hosted API per 1,000 answers (USD)"] = usd(c.hosted_per_1k_answers)
         rows.append(row)
     return pd.DataFrame(rows).fillna(NOT_RUN)
 

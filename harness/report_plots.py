@@ -14,8 +14,9 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from harness.records import fit_of
 from harness.report_format import BOUNDED_SCORERS, latency_label
+from harness.report_record import Cost, RunReport
+from harness.run_schema import StrategyMetrics
 
 SIZE = (5.5, 3.4)
 
@@ -53,12 +54,12 @@ def _score_axis(ax: Any, scorer: str) -> None:
         ax.set_ylabel(f"held-out {scorer}, mean per item")
 
 
-def score_plot(ok: dict[str, dict[str, Any]], scorer: str) -> Plot:
+def score_plot(ok: dict[str, StrategyMetrics], scorer: str) -> Plot:
     fig, ax = _figure()
     names = list(ok)
-    means = [ok[n]["score"] for n in names]
-    err = [[max(0.0, ok[n]["score"] - ok[n]["ci_low"]) for n in names],
-           [max(0.0, ok[n]["ci_high"] - ok[n]["score"]) for n in names]]
+    means = [ok[n].score for n in names]
+    err = [[max(0.0, ok[n].score - ok[n].ci_low) for n in names],  # type: ignore[operator]
+           [max(0.0, ok[n].ci_high - ok[n].score) for n in names]]  # type: ignore[operator]
     ax.bar(names, means, yerr=err, capsize=6, color="#5a9")
     _score_axis(ax, scorer)
     ax.set_xlabel("strategy")
@@ -67,13 +68,14 @@ def score_plot(ok: dict[str, dict[str, Any]], scorer: str) -> Plot:
     return Plot("plot_score.png", "Held-out score per strategy with its 95% confidence interval", fig)
 
 
-def cost_plot(ok: dict[str, dict[str, Any]], scorer: str) -> Plot:
+def cost_plot(ok: dict[str, StrategyMetrics], costs: dict[str, Cost], scorer: str) -> Plot:
     fig, ax = _figure()
     xs = []
     for n, m in ok.items():
-        x, y = m["cost"]["per_1k_answers_usd"], m["score"]
+        x, y = costs[n].per_1k_answers, m.score
         xs.append(x)
-        ax.errorbar(x, y, yerr=[[max(0.0, y - m["ci_low"])], [max(0.0, m["ci_high"] - y)]], fmt="o", capsize=4)
+        ax.errorbar(x, y, yerr=[[max(0.0, y - m.ci_low)], [max(0.0, m.ci_high - y)]],  # type: ignore[operator]
+                    fmt="o", capsize=4)
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set_xlim(0, max(xs) * 1.3 if max(xs) > 0 else 0.01)
     ax.set_xlabel("serving cost per 1,000 answers (USD)")
@@ -125,27 +127,27 @@ def loss_plot(name: str, details: dict[str, Any]) -> Plot | None:
     return Plot(f"plot_loss_{name}.png", f"{name}: training and validation loss per epoch", fig)
 
 
-def figures(a: dict[str, Any]) -> dict[str, Plot]:
+def figures(a: RunReport) -> dict[str, Plot]:
     """File name -> Plot, for each plot the run has data for."""
-    ok = {n: m for n, m in a["strategies"].items() if m.get("status") == "ok"}
+    ok = a.ran
     out: list[Plot | None] = []
     if ok:
-        out += [score_plot(ok, a["scorer"]), cost_plot(ok, a["scorer"])]
-    latencies = {n: v for n, v in a.get("latencies_s", {}).items() if v and n in ok}
+        out += [score_plot(ok, a.scorer), cost_plot(ok, a.costs, a.scorer)]
+    latencies = {n: v for n, v in a.latencies.items() if v and n in ok}
     if latencies:
-        out.append(latency_plot(latencies, {ok[n].get("latency_kind") for n in latencies}))
+        out.append(latency_plot(latencies, {ok[n].latency_kind for n in latencies}))
     for name, owner in loss_plot_owners(ok).items():
         if name == owner:
-            out.append(loss_plot(name, (ok[name].get("fit") or {}).get("details") or {}))
+            out.append(loss_plot(name, ok[name].record.details))
     return {p.file: p for p in out if p is not None}
 
 
-def loss_plot_owners(ok: dict[str, dict[str, Any]]) -> dict[str, str]:
+def loss_plot_owners(ok: dict[str, StrategyMetrics]) -> dict[str, str]:
     """strategy -> the strategy whose loss plot shows its training: the first with the same trained weights
     (one plot per adapter, however many strategies answer with it)."""
     first: dict[str, str] = {}
     out = {}
     for name, m in ok.items():
-        if ((m.get("fit") or {}).get("details") or {}).get("engine"):
-            out[name] = first.setdefault(fit_of(m).weights.key, name)
+        if m.record.details.get("engine"):
+            out[name] = first.setdefault(m.record.weights.key, name)
     return out

@@ -10,14 +10,14 @@ trained adapter with a training record, naming every strategy that answers with 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
-from harness.records import fit_of
 from harness.report_format import BOUNDED_SCORERS, bullets, count, duration, fact_line, latency_label, md_table, usd
 from harness.report_matrix import latency_kinds, matrix, pairs_table, verdict_line
 from harness.report_plots import Plot, figures, loss_plot_owners
+from harness.report_record import RunReport
+from harness.run_schema import RetrievalMetrics, StrategyMetrics
 from harness.training.summary import body_lines
 
 CI_METHODS = {"wilson": "Wilson score interval", "bootstrap": "seeded bootstrap"}
@@ -45,21 +45,21 @@ class Report:
     plots: dict[str, Plot] = field(default_factory=dict)
 
 
-def _verdict(a: dict[str, Any]) -> Section:
-    v = a["verdict"]
+def _verdict(a: RunReport) -> Section:
+    v = a.verdict
     parts = [f"**{verdict_line(v)}**", bullets(v.get("reasons") or ["No reasons were recorded."])]
     if v.get("caveats"):
         parts += ["Caveats:", bullets(v["caveats"])]
-    if a.get("what_would_change"):
-        parts += ["What would change it:", bullets(a["what_would_change"])]
+    if a.what_would_change:
+        parts += ["What would change it:", bullets(a.what_would_change)]
     if v.get("rule"):
         parts.append(f"Rule: {v['rule']}")
     return Section("Verdict", "\n\n".join(parts), css_class="verdict")
 
 
-def _latency_definition(a: dict[str, Any]) -> str:
+def _latency_definition(a: RunReport) -> str:
     kinds = latency_kinds(a)
-    batch = a["config"]["generation"]["batch_size"]
+    batch = a.config["generation"]["batch_size"]
     if kinds == {"single request"}:
         return ("Latency is single-request latency: seconds to answer one request on its own (p50 / p95 over the "
                 f"test items); throughput is answers per second at the batch size used (configured {batch}).")
@@ -69,53 +69,52 @@ def _latency_definition(a: dict[str, Any]) -> str:
     return "Latency differs in kind between strategies; each cell names what it measured."
 
 
-def _matrix_caption(a: dict[str, Any]) -> str:
-    cfg, scorer = a["config"], a["scorer"]
+def _matrix_caption(a: RunReport) -> str:
+    cfg, scorer = a.config, a.scorer
     bounded = "0 to 1, higher is better" if scorer in BOUNDED_SCORERS else "higher is better"
-    methods = {CI_METHODS.get(m["ci_method"], m["ci_method"]) for m in a["strategies"].values() if m.get("ci_method")}
+    methods = {CI_METHODS.get(m.ci_method, m.ci_method) for m in a.strategies.values() if m.ci_method}
     ci = f"95% confidence intervals ({', '.join(sorted(methods)) if methods else 'seeded bootstrap'})"
     prices = (f"Costs use {usd(cfg['cost']['cpu_usd_per_hour'])}/h (CPU) and {usd(cfg['cost']['gpu_usd_per_hour'])}/h "
               "(GPU): one-time cost is building the index or training, with its machine time; serving cost is the "
               "compute seconds per answer at those prices")
     if cfg["cost"].get("hosted_usd_per_1k_tokens") is not None:
         prices += f"; a hosted API at {usd(cfg['cost']['hosted_usd_per_1k_tokens'])} per 1,000 tokens"
-    return (f"Scorer `{scorer}` ({bounded}) on {count(a['split'].get('scored'))} held-out items; {ci}. "
+    return (f"Scorer `{scorer}` ({bounded}) on {count(a.split.get('scored'))} held-out items; {ci}. "
             f"n is the number of test items a strategy answered (— when it did not run). "
             f"{_latency_definition(a)} {prices}. MMLU and HumanEval: score ± standard error on the weights the "
             "strategy answers with; Δ is the change against the base weights and its test for a significant drop.")
 
 
-def _matrix(a: dict[str, Any]) -> Section:
+def _matrix(a: RunReport) -> Section:
     parts = [_matrix_caption(a), md_table(matrix(a))]
-    cached = {n: m["cached_answers"] for n, m in a["strategies"].items() if m.get("cached_answers")}
+    cached = {n: m.cached_answers for n, m in a.strategies.items() if m.cached_answers}
     if cached:
         parts.append("Answers reused from the generation cache (text, tokens and latency as first measured): "
                      + ", ".join(f"{n} {c}" for n, c in cached.items()) + ". `--no-cache` measures afresh.")
     return Section("Decision matrix", "\n\n".join(parts))
 
 
-def _plots(a: dict[str, Any], plots: dict[str, Plot]) -> Section | None:
+def _plots(a: RunReport, plots: dict[str, Plot]) -> Section | None:
     shown = tuple(f for f in ("plot_score.png", "plot_score_vs_cost.png", "plot_latency.png") if f in plots)
     if not shown:
         return None
     kinds = latency_kinds(a)
     what = latency_label(next(iter(kinds))) if len(kinds) == 1 else "latency of the kind named in the matrix"
-    axis = "on a 0 to 1 axis " if a["scorer"] in BOUNDED_SCORERS else ""
+    axis = "on a 0 to 1 axis " if a.scorer in BOUNDED_SCORERS else ""
     return Section("Plots", f"Scores {axis}with 95% confidence intervals; latency is {what}, in seconds; serving "
                    "cost in USD per 1,000 answers.", shown)
 
 
-def _pairs(a: dict[str, Any]) -> Section:
-    if not a["pairs"]:
+def _pairs(a: RunReport) -> Section:
+    if not a.pairs:
         return Section("Paired comparisons", "Fewer than two strategies ran: nothing to compare.")
     return Section("Paired comparisons", "Each pair on the test items both answered; the difference is the first "
                    "minus the second, with its 95% CI; p-values Holm-corrected across pairs.\n\n"
-                   + md_table(pairs_table(a["pairs"])))
+                   + md_table(pairs_table(a.pairs)))
 
 
-def _retrieval_lines(m: dict[str, Any]) -> list[str]:
-    k = m["retrieval_k"]
-    src, ans = m.get("retrieval_by_source") or {}, m.get("retrieval_by_answer") or {}
+def _retrieval_lines(r: RetrievalMetrics) -> list[str]:
+    k, src, ans = r.k, r.by_source, r.by_answer
     lines = []
     if src.get("n"):
         lines.append(f"Right source document in the top {k}: hit@{k} {src['hit_at_k']:.3f}, MRR {src['mrr']:.3f} "
@@ -125,20 +124,19 @@ def _retrieval_lines(m: dict[str, Any]) -> list[str]:
                      f"MRR {ans['mrr']:.3f} (n={count(ans['n'])})")
     if not lines:
         lines.append("No test item names its source or has its answer verbatim in a chunk, so hit@k is not measured")
-    if "retrieval_p50_s" in m:
-        lines.append(f"Latency split per answer: retrieval p50 {duration(m['retrieval_p50_s'])} / p95 "
-                     f"{duration(m['retrieval_p95_s'])}; generation p50 {duration(m.get('generation_p50_s'))} / "
-                     f"p95 {duration(m.get('generation_p95_s'))}; {m.get('passages_in_prompt_mean', 0):.1f} "
-                     "passages in the prompt on average")
-    if m.get("cached_query_vectors"):
-        lines.append(f"{m['cached_query_vectors']} query embeddings from the cache (their embedding time as first "
+    if r.p50 is not None:
+        lines.append(f"Latency split per answer: retrieval p50 {duration(r.p50)} / p95 {duration(r.p95)}; "
+                     f"generation p50 {duration(r.generation_p50)} / p95 {duration(r.generation_p95)}; "
+                     f"{r.passages_in_prompt_mean or 0:.1f} passages in the prompt on average")
+    if r.cached_query_vectors:
+        lines.append(f"{r.cached_query_vectors} query embeddings from the cache (their embedding time as first "
                      "measured)")
     return lines
 
 
-def _fit_facts(m: dict[str, Any], index_only: bool = False) -> list[str]:
+def _fit_facts(m: StrategyMetrics, index_only: bool = False) -> list[str]:
     """Scalar fit details as lines; `index_only`: the index's, kept apart when the fit trained too."""
-    fit = (m.get("fit") or {}).get("details") or {}
+    fit = m.record.details
     if index_only and "retrieval_index" in fit:
         fit = fit["retrieval_index"]
     lines = [fact_line(k, v) for k, v in fit.items() if isinstance(v, (int, float, str)) and k not in DETAIL_SKIP]
@@ -147,20 +145,20 @@ def _fit_facts(m: dict[str, Any], index_only: bool = False) -> list[str]:
     return lines
 
 
-def _strategy_sections(a: dict[str, Any], plots: dict[str, Plot]) -> list[Section]:
+def _strategy_sections(a: RunReport, plots: dict[str, Plot]) -> list[Section]:
     """Retrieval for strategies with retrieval metrics, Fine-tune per trained adapter with a training record
     (strategies sharing it share the section), other fit facts last."""
-    ok = {n: m for n, m in a["strategies"].items() if m.get("status") == "ok"}
+    ok = a.ran
     retrieval, other = [], []
     trained: dict[str, list[str]] = {}
     for name, m in ok.items():
-        if m.get("retrieval_k"):
+        if m.retrieval is not None and m.retrieval.k:
             facts = _fit_facts(m, index_only=True)
-            retrieval.append(f"### {name}\n\n" + bullets(_retrieval_lines(m))
+            retrieval.append(f"### {name}\n\n" + bullets(_retrieval_lines(m.retrieval))
                              + ("\n\nIndex:\n\n" + "\n".join(facts) if facts else ""))
-        if ((m.get("fit") or {}).get("details") or {}).get("engine"):
-            trained.setdefault(fit_of(m).weights.key, []).append(name)
-        elif not m.get("retrieval_k") and _fit_facts(m):
+        if m.record.details.get("engine"):
+            trained.setdefault(m.record.weights.key, []).append(name)
+        elif not (m.retrieval is not None and m.retrieval.k) and _fit_facts(m):
             other.append(f"### {name}\n\n" + "\n".join(_fit_facts(m)))
     out = [Section("Retrieval", "\n\n".join(retrieval))] if retrieval else []
     owners = loss_plot_owners(ok)
@@ -168,15 +166,16 @@ def _strategy_sections(a: dict[str, Any], plots: dict[str, Plot]) -> list[Sectio
         heading = "Fine-tune" if len(trained) == 1 and len(names) == 1 else f"Fine-tune: {' and '.join(names)}"
         shared = (f"The same adapter answers for {' and '.join(names)}: trained once, the figures below are that "
                   "training's.\n\n" if len(names) > 1 else "")
-        out.append(Section(heading, shared + "\n".join(body_lines(ok[names[0]])),
+        # The training summary reads the metrics.json mapping, so old runs re-report through it too.
+        out.append(Section(heading, shared + "\n".join(body_lines(ok[names[0]].to_json())),
                            tuple(f"plot_loss_{n}.png" for n in names if owners.get(n) == n
                                  and f"plot_loss_{n}.png" in plots)))
     return out + ([Section("Strategy details", "\n\n".join(other))] if other else [])
 
 
-def _setup(a: dict[str, Any]) -> Section:
-    cfg, env = a["config"], a["environment"]
-    model, gen, split = env.get("model", {}), cfg["generation"], a["split"]
+def _setup(a: RunReport) -> Section:
+    cfg, env = a.config, a.environment
+    model, gen, split = env.get("model", {}), cfg["generation"], a.split
     packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
     lines = [
         f"Model `{cfg['model']['name']}` on {model.get('device', '?')} ({model.get('dtype', '?')}), greedy, at most "
@@ -184,23 +183,23 @@ def _setup(a: dict[str, Any]) -> Section:
         f"{cfg['prompt']['k_shot']}-shot prompt",
         f"Split: {split.get('train', '?')} train / {split.get('dev', '?')} dev / {split.get('test', '?')} test "
         "examples",
-        f"Contamination: {len(a['contamination'].get('exact_overlap', []))} exact prompt overlaps, "
-        f"{len(a['contamination'].get('near_duplicates', []))} near-duplicates",
+        f"Contamination: {len(a.contamination.get('exact_overlap', []))} exact prompt overlaps, "
+        f"{len(a.contamination.get('near_duplicates', []))} near-duplicates",
         f"Machine: {env.get('cpu_count', '?')} CPU cores, {env.get('ram_gib', '?')} GiB RAM, "
         f"{env.get('torch_threads', '?')} torch threads, GPU: {env.get('gpu') or 'none'}",
         f"Environment: Python {env.get('python', '?')}" + (f"; {packages}" if packages else "")
         + (f"; harness commit `{env['git_commit'][:12]}`" if env.get("git_commit") else ""),
-        f"Run directory: `{a['run_dir']}`",
+        f"Run directory: `{a.run_dir}`",
     ]
     return Section("Setup", bullets(lines))
 
 
-def build_report(a: dict[str, Any]) -> Report:
+def build_report(a: RunReport) -> Report:
     """The report of one analysis (harness.report.analyze), with its figures drawn."""
     plots = figures(a)
-    sections = [Section("Warnings", bullets(a["warnings"]), css_class="warn")] if a["warnings"] else []
+    sections = [Section("Warnings", bullets(a.warnings), css_class="warn")] if a.warnings else []
     sections += [_verdict(a), _matrix(a), _plots(a, plots), _pairs(a),
-                 Section("Criteria", md_table(pd.DataFrame(a["criteria"])))]
+                 Section("Criteria", md_table(pd.DataFrame(a.criteria)))]
     sections += _strategy_sections(a, plots) + [_setup(a)]
-    return Report(f"{a['task']}: {' vs '.join(a['strategies'])}", a.get("description", ""),
+    return Report(f"{a.task}: {' vs '.join(a.strategies)}", a.description,
                   [s for s in sections if s is not None], plots)

@@ -20,20 +20,20 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from harness import environment, registry
-from harness.backends import Backend, load_backend
+from harness.backends import Backend, choose_backend, load_backend
 from harness.data import Example
 from harness.errors import HarnessError, NotRun
 from harness.latency import single_request_latency, throughput
 from harness.metrics import summarize
 from harness.models import resolve_model
 from harness.records import FitRecord, Weights
+from harness.run_schema import StrategyMetrics
 from harness.rundir import check_results_root, staged_run, write_json, write_manifest
 from harness.task import Task
 
@@ -92,15 +92,20 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
 
 
 def _model_loader(cfg, log, use_cache: bool, field: str = "model.name") -> Callable[[], Backend]:
-    """The run's shared backend, loaded once; any failure to load is the user's model, in one line."""
+    """The run's shared backend, loaded once; any failure to load is the user's model, in one line.
+
+    A backend of local weights gets resolve_model's folder (`auto` picks llamacpp or transformers for it);
+    a server backend gets `model.name` as written."""
     @cache
     def backend() -> Backend:
-        path = resolve_model(cfg.model.name, field)
-        log(f"[model] {cfg.model.name} ({path})")
+        chosen = choose_backend(cfg.model.backend, cfg.model.device, cfg.model.name)
+        local = getattr(registry.backend_class(chosen), "local_weights", True)
+        path = resolve_model(cfg.model.name, field) if local else cfg.model.name
         try:
-            loaded = load_backend(cfg.model.backend, path, dtype=cfg.model.dtype, device=cfg.model.device,
-                                  threads=cfg.model.threads, use_cache=use_cache)
+            loaded = load_backend(cfg.model.backend, path, settings=cfg.model, use_cache=use_cache)
             loaded.render([{"role": "user", "content": "ping"}])
+            log(f"[model] {cfg.model.name} ({path}) on {loaded.name}: "
+                + ", ".join(f"{k} {v}" for k, v in loaded.serving.items() if k != "backend"))
         except HarnessError:
             raise
         except Exception as exc:  # noqa: BLE001 -- a model that does not load is bad input, said in one line
@@ -123,10 +128,10 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     try:
         fit = strategy.fit(task.data.train, task.data.dev, ctx)
     except NotRun as reason:
-        summary = {"strategy": name, "status": f"not run: {reason}"}
-        write_json(out_dir / "metrics.json", summary)
+        not_run = StrategyMetrics(name, f"not run: {reason}").to_json()
+        write_json(out_dir / "metrics.json", not_run)
         log(f"[{name}] not run: {reason}")
-        return summary
+        return not_run
     began = time.perf_counter()
     predictions = strategy.answer([ex.query() for ex in test], ctx)
     answer_seconds = time.perf_counter() - began
@@ -142,7 +147,8 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
                **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
-               "answer_seconds": round(answer_seconds, 2), "fit": dataclasses.asdict(fit)}
+               "answer_time": round(answer_seconds, 2), "fit": dataclasses.asdict(fit),
+               "serving": {**ctx.backend().serving, "weights": fit.weights.key}}  # the engine; fit says the weights
     # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
     summary.update(throughput(summary, cfg.generation.batch_size))
     summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,
@@ -150,13 +156,15 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     if hasattr(strategy, "label_metrics"):
         # Computed by the runner after answering, with the test labels the strategy never saw.
         summary.update(strategy.label_metrics(predictions, test))
-    write_json(out_dir / "metrics.json", summary)
-    cached = f", {summary['cached_answers']} answers from the generation cache" if summary["cached_answers"] else ""
-    rate = summary["throughput_answers_per_s"]
-    log(f"[{name}] {cfg.scorer} = {summary['score']:.3f} on {len(test)} items{cached}; latency p50 "
-        f"{summary['latency_p50_s']:.2f} s ({summary['latency_kind']}), throughput "
+    # Parsed into the typed record (label_metrics' older key names are mapped there), written with its units.
+    metrics = StrategyMetrics.from_dict(summary, str(out_dir / "metrics.json"))
+    write_json(out_dir / "metrics.json", metrics.to_json())
+    cached = f", {metrics.cached_answers} answers from the generation cache" if metrics.cached_answers else ""
+    rate = metrics.throughput
+    log(f"[{name}] {cfg.scorer} = {metrics.score:.3f} on {len(test)} items{cached}; latency p50 "
+        f"{metrics.latency_p50:.2f} s ({metrics.latency_kind}), throughput "
         + (f"{rate:.2f} answers/s at batch {cfg.generation.batch_size}" if rate else "not measured"))
-    return summary
+    return metrics.to_json()
 
 
 def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None,
@@ -166,8 +174,8 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
     result and the forgetting test (vs base) are attributed to every strategy using those weights.
 
     Returns {weights: {key: results}, by_strategy: {strategy: key}, forgetting: {key: per benchmark},
-    warnings}. With `backend` (the run's shared transformers model), lm-eval scores the weights already
-    in memory, each adapter attached for its pass, instead of loading the model again."""
+    warnings}. With `backend` (the run's shared backend), lm-eval scores through it (its `lm_eval_model`:
+    transformers' weights already in memory, llama.cpp's GGUF, a server), each adapter attached for its pass."""
     from harness.benchmarks import forgetting
 
     ok = {n: s for n, s in summaries.items() if s.get("status") == "ok"}
@@ -175,11 +183,11 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
     if not ok or not (cfg.benchmarks.mmlu or cfg.benchmarks.humaneval):
         return result
     used = {n: FitRecord.from_dict(s.get("fit")).weights for n, s in ok.items()}
-    base_path = resolve_model(cfg.model.name)
+    shared = backend() if backend is not None else None
+    base_path = shared.model_path if shared is not None else resolve_model(cfg.model.name)
     options: dict[str, Any] = {"threads": cfg.model.threads}
-    if cfg.model.dtype != "auto":
+    if cfg.model.dtype != "auto" and shared is None:
         options["model_args"] = {"dtype": cfg.model.dtype}
-    shared = backend() if backend is not None and backend().name == "transformers" else None
     scored = result["weights"]
     scored["base"] = _score_weights(cfg, base_path, Weights(), None, shared, log, options)
     for name, weights in used.items():
@@ -202,8 +210,9 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
 
 def _score_weights(cfg, base_path: str, weights: Weights, run_dir: Path | None, shared: Backend | None, log,
                    options: dict[str, Any]) -> dict[str, dict]:
-    """One lm-eval pass on `weights`; on the run's shared model when there is one, the adapter attached to it
-    for the pass (keyed by its content id, as when the strategy answered)."""
+    """One lm-eval pass on `weights`: through the run's shared backend when there is one (its lm-eval target,
+    the adapter attached for the pass and keyed by its content id, as when the strategy answered), else
+    lm-eval's hf model loading `base_path`."""
     from harness.benchmarks import run_general_benchmarks
     from harness.gencache import adapter_cache_id
 
@@ -212,11 +221,11 @@ def _score_weights(cfg, base_path: str, weights: Weights, run_dir: Path | None, 
         assert weights.adapter_dir is not None, "trained weights without a folder are not scored"
         # Recorded relative to the run directory, which is renamed when done.
         adapter = str(run_dir / weights.adapter_dir) if run_dir is not None else weights.adapter_dir
-    attach = (shared.adapter(adapter, adapter_cache_id(base_path, weights.content_id or adapter))
-              if shared is not None and adapter is not None else nullcontext(shared))
-    with attach as model:
-        preloaded = (lambda: model.model) if model is not None else None  # type: ignore[attr-defined]
-        return run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options, preloaded=preloaded)
+    if shared is None:
+        return run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options)
+    cache_id = adapter_cache_id(base_path, weights.content_id or adapter) if adapter is not None else None
+    with shared.lm_eval_model(adapter, cache_id) as target:
+        return run_general_benchmarks(base_path, adapter, cfg.benchmarks, log, **options, target=target)
 
 
 def _split_record(task: Task, test: list[Example]) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.caveats import degenerate
 from harness.metrics import MIN_TEST_ITEMS
-from harness.records import fit_of, retrieves
+from harness.report_record import Cost
+from harness.run_schema import StrategyMetrics
+
+Metrics = dict[str, StrategyMetrics]
 
 RULE = ("Among strategies that ran and did not forget significantly (MMLU/HumanEval), the best held-out "
         "score and every strategy statistically tied with it (Holm-corrected paired test, alpha 0.05) are "
@@ -32,9 +34,8 @@ def _tied(a: str, b: str, pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _small(m: dict[str, Any]) -> bool:
-    # Runs made before `small_sample` existed carry only n.
-    return bool(m.get("small_sample", m.get("n", 0) < MIN_TEST_ITEMS))
+def _small(m: StrategyMetrics) -> bool:
+    return m.small_sample  # inferred from n for runs made before it was recorded (run_schema)
 
 
 def _result(choice: str | None, candidates: list[str], excluded: dict[str, str], reasons: list[str],
@@ -43,18 +44,18 @@ def _result(choice: str | None, candidates: list[str], excluded: dict[str, str],
             "small_sample": small}
 
 
-def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], costs: dict[str, dict[str, Any]],
+def decide(metrics: Metrics, pairs: list[dict[str, Any]], costs: dict[str, Cost],
            forgetting: dict[str, dict[str, Any]], volume: int) -> dict[str, Any]:
     """Apply RULE. `forgetting` maps strategy -> benchmark -> {delta, p_value, significant_drop}.
 
     Returns {rule, choice (None: no recommendation), candidates, excluded, reasons, small_sample}."""
-    ran = [n for n, m in metrics.items() if m.get("status") == "ok"]
-    not_run = {n: m.get("status", "not run") for n, m in metrics.items() if n not in ran}
+    ran = [n for n, m in metrics.items() if m.ok]
+    not_run = {n: m.status for n, m in metrics.items() if n not in ran}
     reasons = [f"{n}: {why}." for n, why in not_run.items()] + _shared_weights({n: metrics[n] for n in ran})
     small = any(_small(metrics[n]) for n in ran)
     if len(ran) == 1:
         only = metrics[ran[0]]
-        reasons.append(f"Only {ran[0]} ran ({only['score']:.3f} on {only['n']} items); nothing was compared, "
+        reasons.append(f"Only {ran[0]} ran ({only.score:.3f} on {only.n} items); nothing was compared, "
                        "so there is no recommendation.")
         return _result(None, [], {}, reasons, small)
     excluded = {}
@@ -70,7 +71,7 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
         reasons.append("No strategy both ran and kept its general abilities, so there is nothing to recommend.")
         return _result(None, [], excluded, reasons, small)
 
-    best = max(eligible, key=lambda n: metrics[n]["score"])
+    best = max(eligible, key=lambda n: metrics[n].score or 0.0)
     candidates = [best]
     for name in eligible:
         if name == best:
@@ -78,15 +79,15 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
         pair = _tied(best, name, pairs)
         if pair and not pair["significant"]:
             candidates.append(name)
-            gap = metrics[best]["score"] - metrics[name]["score"]
-            reasons.append(f"{name} ({metrics[name]['score']:.3f}) is statistically tied with {best} "
-                           f"({metrics[best]['score']:.3f}): difference {gap:+.3f}, "
+            gap = (metrics[best].score or 0.0) - (metrics[name].score or 0.0)
+            reasons.append(f"{name} ({metrics[name].score:.3f}) is statistically tied with {best} "
+                           f"({metrics[best].score:.3f}): difference {gap:+.3f}, "
                            f"95% CI [{_ci(pair, best)}], Holm-adjusted p = {pair['p_holm']:.3g}.")
         elif pair:
-            reasons.append(f"{best} beats {name} ({metrics[best]['score']:.3f} vs {metrics[name]['score']:.3f}, "
+            reasons.append(f"{best} beats {name} ({metrics[best].score:.3f} vs {metrics[name].score:.3f}, "
                            f"Holm-adjusted p = {pair['p_holm']:.3g}).")
-    n = min(metrics[name].get("n", 0) for name in eligible)
-    constant = [name for name in eligible if _small(metrics[name]) and degenerate(metrics[name])]
+    n = min(metrics[name].n for name in eligible)
+    constant = [name for name in eligible if _small(metrics[name]) and metrics[name].ci_degenerate]
     if constant:
         reasons.append(f"{', '.join(constant)} scored the same on each of its {n} items: the zero-width interval "
                        f"of so small a sample (fewer than {MIN_TEST_ITEMS} items) is not certainty, so there is "
@@ -98,27 +99,27 @@ def decide(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], cost
                        "recommendation.")
         return _result(None, candidates, excluded, reasons, small)
 
-    choice = min(candidates, key=lambda n: (round(costs[n]["total_at_volume_usd"], 6), fit_of(metrics[n]).complexity))
+    choice = min(candidates, key=lambda n: (round(costs[n].total_at_volume, 6), metrics[n].record.complexity))
     if len(candidates) > 1:
-        costs_text = ", ".join(f"{n} ${costs[n]['total_at_volume_usd']:.2f}" for n in candidates)
+        costs_text = ", ".join(f"{n} ${costs[n].total_at_volume:.2f}" for n in candidates)
         reasons.append(f"Among the tied candidates, {choice} costs least for {volume:,} answers ({costs_text}).")
     elif len(eligible) == 1:
         reasons.append(f"{choice} is the only strategy that ran and qualified; nothing to compare it with.")
     else:
-        reasons.append(f"{choice} has the best held-out score ({metrics[choice]['score']:.3f}) and no strategy "
+        reasons.append(f"{choice} has the best held-out score ({metrics[choice].score:.3f}) and no strategy "
                        "is tied with it.")
     if small:
         m = metrics[choice]
         reasons.append(f"The test set has only {n} items (fewer than {MIN_TEST_ITEMS}): {choice}'s score is "
-                       f"uncertain (95% CI [{m['ci_low']:.3f}, {m['ci_high']:.3f}]); confirm on a larger test set.")
+                       f"uncertain (95% CI [{m.ci_low:.3f}, {m.ci_high:.3f}]); confirm on a larger test set.")
     return _result(choice, candidates, excluded, reasons, small)
 
 
-def _shared_weights(ran: dict[str, dict[str, Any]]) -> list[str]:
+def _shared_weights(ran: Metrics) -> list[str]:
     """A sentence per set of trained weights that several strategies answer with: trained once, counted in each."""
     groups: dict[str, list[str]] = {}
     for name, m in ran.items():
-        weights = fit_of(m).weights
+        weights = m.record.weights
         if weights.trained:
             groups.setdefault(weights.key, []).append(name)
     return [f"{' and '.join(names)} answer with the same adapter ({key}), trained once and shared: each one's "
@@ -131,17 +132,17 @@ def _ci(pair: dict[str, Any], first: str) -> str:
     return f"{low:+.3f}, {high:+.3f}"
 
 
-def what_would_change(verdict: dict[str, Any], metrics: dict[str, dict[str, Any]], facts: dict[str, Any],
+def what_would_change(verdict: dict[str, Any], metrics: Metrics, facts: dict[str, Any],
                       n_train: int, break_even: dict[str, dict[str, Any]], volume: int) -> list[str]:
     """Plain sentences on which facts would flip the verdict, from what the chosen strategy answers with."""
     out = []
     choice, change = verdict["choice"], facts.get("docs_change", "unknown")
-    ran = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
+    ran = {n: m for n, m in metrics.items() if m.ok}
     if len(ran) == 1:
         out.append("Running a second strategy on the same test set gives something to compare, and a recommendation.")
     chosen = ran.get(choice) if choice else None
-    trained = chosen is not None and fit_of(chosen).weights.trained
-    retrieving = chosen is not None and retrieves(chosen)
+    trained = chosen is not None and chosen.record.weights.trained
+    retrieving = chosen is not None and chosen.retrieves
     if trained and not retrieving:
         if change in ("weekly", "daily"):
             out.append("The documents change weekly or faster: every change needs a retrain; RAG re-indexes instead.")
@@ -159,7 +160,7 @@ def what_would_change(verdict: dict[str, Any], metrics: dict[str, dict[str, Any]
         if change not in RETRAINS_PER_YEAR:
             out.append("How often the documents change is not stated (facts.docs_change): retrieval keeps the "
                        f"passages current, but {choice}'s adapter would need a retrain for what it learnt.")
-    if chosen is not None and not trained and any(fit_of(m).weights.trained for m in ran.values()) \
+    if chosen is not None and not trained and any(m.record.weights.trained for m in ran.values()) \
             and n_train < 500:
         out.append(f"Only {n_train} training examples: with 500 to 5,000 good examples a fine-tune may pull ahead.")
     if retrieving and not trained and change in ("never", "yearly"):
@@ -210,27 +211,27 @@ def docs_change_row(change: str, retrain_usd: float | None, reindex_s: float | N
     return favours, template.format(cost=cost, reindex=reindex)
 
 
-def _named(favours: str, ran: dict[str, dict[str, Any]]) -> str:
+def _named(favours: str, ran: Metrics) -> str:
     """The strategies of this run with the favoured facts ("rag or rag_finetune"), else the facts themselves."""
-    has: dict[str, Callable[[dict[str, Any]], bool]] = {
-        RETRIEVAL: retrieves, TRAINED: lambda m: fit_of(m).weights.trained,
-        EITHER: lambda m: fit_of(m).weights.trained or retrieves(m)}
+    has: dict[str, Callable[[StrategyMetrics], bool]] = {
+        RETRIEVAL: lambda m: m.retrieves, TRAINED: lambda m: m.record.weights.trained,
+        EITHER: lambda m: m.record.weights.trained or m.retrieves}
     if favours not in has:
         return favours
     names = [n for n, m in ran.items() if has[favours](m)]
     return " or ".join(names) if names else favours
 
 
-def criteria(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], costs: dict[str, dict[str, Any]],
+def criteria(metrics: Metrics, pairs: list[dict[str, Any]], costs: dict[str, Cost],
              facts: dict[str, Any], n_labeled: int, break_even: dict[str, dict[str, Any]],
              volume: int) -> list[dict[str, str]]:
     """The tutorial's fine-tune-vs-RAG criteria, each filled from task facts or measurements, with a reason."""
-    ran = {n: m for n, m in metrics.items() if m.get("status") == "ok"}
-    fits = {n: fit_of(m) for n, m in ran.items()}
+    ran = {n: m for n, m in metrics.items() if m.ok}
+    fits = {n: m.record for n, m in ran.items()}
     rows = []
 
     trained = [n for n in ran if fits[n].weights.trained and n in costs]
-    retrain_usd = min((costs[n]["one_time_usd"] for n in trained), default=None)  # the training alone
+    retrain_usd = min((costs[n].one_time for n in trained), default=None)  # the training alone
     reindex_s = next((b.seconds for f in fits.values() for b in f.one_time if b.what == "index"), None)
     favours, reason = docs_change_row(facts.get("docs_change", "unknown"), retrain_usd, reindex_s)
     rows.append(("Documents change frequency", _named(favours, ran), reason))
@@ -245,38 +246,39 @@ def criteria(metrics: dict[str, dict[str, Any]], pairs: list[dict[str, Any]], co
                      "recommended for a fine-tune)"))
 
     if costs:
-        cheapest = min(costs, key=lambda n: costs[n]["total_at_volume_usd"])
+        cheapest = min(costs, key=lambda n: costs[n].total_at_volume)
         detail = "; ".join(f"{t} repays vs {r} after {n:,} answers" for t, rivals in break_even.items()
                            for r, n in rivals.items() if n)
         rows.append(("Cost (long-term)", cheapest, f"lowest total for {volume:,} answers: "
-                     f"${costs[cheapest]['total_at_volume_usd']:.2f}" + (f"; {detail}" if detail else "")))
+                     f"${costs[cheapest].total_at_volume:.2f}" + (f"; {detail}" if detail else "")))
     if ran:
-        fastest = min(ran, key=lambda n: ran[n]["latency_p50_s"])
+        fastest = min(ran, key=lambda n: ran[n].latency_p50 or 0.0)
         rows.append(("Latency", fastest, "lowest p50: " + ", ".join(
-            f"{n} {m['latency_p50_s']:.2f} s" for n, m in ran.items())))
+            f"{n} {m.latency_p50:.2f} s" for n, m in ran.items())))
     return [{"criterion": c, "favours": f, "reason": r} for c, f, r in rows]
 
 
-def _knowledge_row(ran: dict[str, dict[str, Any]], fits: dict[str, Any], pairs: list[dict[str, Any]],
+def _knowledge_row(ran: Metrics, fits: dict[str, Any], pairs: list[dict[str, Any]],
                    facts: dict[str, Any]) -> tuple[str, str, str]:
     """Does retrieval add knowledge? Each strategy that retrieves against one on the same weights without."""
     if facts.get("needs_deep_understanding"):
         return "Knowledge requirements", _named(TRAINED, ran), "task.yaml says the task needs deep understanding"
     tested = []
-    for r in (n for n in ran if retrieves(ran[n])):
-        for b in (n for n in ran if not retrieves(ran[n]) and fits[n].weights.key == fits[r].weights.key):
+    for r in (n for n in ran if ran[n].retrieves):
+        for b in (n for n in ran if not ran[n].retrieves and fits[n].weights.key == fits[r].weights.key):
             pair = _tied(r, b, pairs)
             if pair:
                 tested.append((r, b, pair))
     if not tested:
         return ("Knowledge requirements", UNKNOWN, "no strategy was measured both with and without retrieval on "
                 "the same weights")
-    wins = [(r, b, p) for r, b, p in tested if p["significant"] and ran[r]["score"] > ran[b]["score"]]
+    wins = [(r, b, p) for r, b, p in tested if p["significant"] and (ran[r].score or 0) > (ran[b].score or 0)]
     if wins:
         said = []
         for r, b, p in wins:
-            hit = ran[r].get("hit_at_k")
-            said.append(f"{r} beats {b} by {ran[r]['score'] - ran[b]['score']:+.3f} (p = {p['p_holm']:.3g})"
+            retrieval = ran[r].retrieval
+            hit = retrieval.hit_at_k if retrieval is not None else None
+            said.append(f"{r} beats {b} by {(ran[r].score or 0) - (ran[b].score or 0):+.3f} (p = {p['p_holm']:.3g})"
                         + (f", retrieval hit@k {hit:.2f}" if hit is not None else ""))
         return "Knowledge requirements", " or ".join(r for r, _, _ in wins), "retrieval suffices: " + "; ".join(said)
     without = " or ".join(dict.fromkeys(b for _, b, _ in tested))

@@ -6,12 +6,17 @@ the answer tokens), picks the engine and precision, plans memory, then trains in
 The adapter, its loss curves and (on request) the merged model are written to this strategy's folder.
 `answer` attaches the adapter to the run's shared base model and generates exactly as `prompt` does.
 The fit record names the adapter (folder and content id) as the weights it answers with, so the runner
-scores them on MMLU/HumanEval and tests them for forgetting.
+scores them on MMLU/HumanEval and tests them for forgetting. When another strategy of the run already
+holds the same adapter (same content id), the record points at that folder instead of a second copy.
+
+With a `TrainingContext` (set by `rag_finetune` under `finetune.train_with_context`), each example's
+prompt carries its retrieved passages (harness/training/raft.py): a second adapter, keyed by those settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,7 +32,7 @@ from harness.gencache import adapter_cache_id
 from harness.models import cache_root, resolve_model
 from harness.prompting import build_messages
 from harness.records import Build, FitRecord, Prediction, Weights
-from harness.training import ADAPTER_CACHE_DIR, formatting, planner
+from harness.training import ADAPTER_CACHE_DIR, formatting, planner, raft
 from harness.training.engines import choose_engine, choose_padding_free, choose_precision
 from harness.training.launch import TrainingFailed, train_or_reuse
 from harness.training.spec import LOGS_DIR, TrainSpec, cache_key
@@ -47,14 +52,19 @@ class FinetuneStrategy:
         self.merge = merge
         self.adapter_dir: Path | None = None
         self.key = ""
+        self.context: raft.TrainingContext | None = None
+        """Train on prompts with retrieved passages (RAFT-style); set by `rag_finetune`."""
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
         began = time.perf_counter()
         cfg, ft = ctx.config, ctx.config.finetune
+        # A server backend that cannot load the adapter would never answer with it: say so before training.
+        if reason := getattr(ctx.backend(), "adapter_support", lambda: None)():
+            raise NotRun(reason)
         model_path = resolve_model(cfg.model.name)
         device = resolve_device(cfg.model.device)
         spec, train_records, dev_records, counts = self._prepare(train, dev, ctx, model_path, device)
-        key = self.key = cache_key(spec, train_records, dev_records)
+        key = self.key = cache_key(spec, train_records, dev_records, self.context.key() if self.context else None)
         spec = dataclasses.replace(spec, work_dir=str(cache_root() / ADAPTER_CACHE_DIR / key))
         try:
             fit = train_or_reuse(spec, train_records, dev_records)
@@ -62,8 +72,9 @@ class FinetuneStrategy:
             raise NotRun(str(exc)) from None
 
         out = ctx.out_dir
-        self.adapter_dir = out / "adapter"
-        shutil.copytree(Path(spec.work_dir) / "adapter", self.adapter_dir, dirs_exist_ok=True)
+        self.adapter_dir = adapter_in_run(out.parent, key) or out / "adapter"
+        if self.adapter_dir == out / "adapter":
+            shutil.copytree(Path(spec.work_dir) / "adapter", self.adapter_dir, dirs_exist_ok=True)
         from harness.training.curves import write_curves
 
         write_curves(fit["epochs"], fit["best_epoch"], out)
@@ -112,10 +123,25 @@ class FinetuneStrategy:
             eos = config.eos_token_id
         stops = formatting.stop_tokens(tokenizer, eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
+        context = int(getattr(config.get_text_config(), "max_position_embeddings", ft.max_seq_length))
+        max_len = min(ft.max_seq_length, context)
         chosen = formatting.select_examples(train, ft.max_train_examples, ft.seed)
         chosen, dev = formatting.split_dev(chosen, dev, ft.seed)
-        train_records = formatting.build_records(chosen, cfg.prompt, tokenizer, stops)
-        dev_records = formatting.build_records(dev, cfg.prompt, tokenizer, stops)
+        counts: dict[str, Any] = {}
+        if self.context is None:
+            train_records = formatting.build_records(chosen, cfg.prompt, tokenizer, stops)
+            dev_records = formatting.build_records(dev, cfg.prompt, tokenizer, stops)
+        else:
+            # The budget the transformers backend gives a prompt at answer time.
+            budget = int(getattr(config, "max_position_embeddings", 2048)) - cfg.generation.max_new_tokens
+            with_train, with_dev = (raft.context_records(examples, self.context, cfg.prompt, tokenizer, stops, ft.seed,
+                                                         budget, max_len) for examples in (chosen, dev))
+            train_records, dev_records = with_train.records, with_dev.records
+            counts = {"train_with_context": True, "context_k": self.context.k,
+                      "distractor_share": self.context.distractor_share, "context_index": self.context.index_id,
+                      "distractor_examples": len(with_train.distractor_ids),
+                      "distractor_dev_examples": len(with_dev.distractor_ids),
+                      "context_trimmed_examples": with_train.trimmed + with_dev.trimmed}
         eos_token = formatting.end_token(train_records, stops)
         docs: list[dict[str, str]] = []
         if ft.train_on_docs:
@@ -125,8 +151,6 @@ class FinetuneStrategy:
                 raise NotRun(f"finetune.train_on_docs is set but {docs_dir} has no .md, .txt or .rst documents")
         train_records += docs
 
-        context = int(getattr(config.get_text_config(), "max_position_embeddings", ft.max_seq_length))
-        max_len = min(ft.max_seq_length, context)
         longest = max(len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) + 1
                       for r in train_records + dev_records)
         engine, why = choose_engine(ft.engine, device, config.model_type)
@@ -144,7 +168,7 @@ class FinetuneStrategy:
             threads=cfg.model.threads, allow_fallback=ft.engine == "auto",
             padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len), report_to=ft.report_to)
         counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
-                  "longest_sequence_tokens": longest}
+                  "longest_sequence_tokens": longest, **counts}
         return spec, train_records, dev_records, counts
 
     @staticmethod
@@ -183,3 +207,17 @@ class FinetuneStrategy:
             generations = tuned.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                          cfg.generation.batch_size, progress=f"{self.name}: answering")
         return to_predictions(queries, generations)
+
+
+def adapter_in_run(run_dir: Path, key: str) -> Path | None:
+    """The folder of an adapter with content id `key` that a strategy of this run already holds, if any:
+    the fit records of the strategies that finished (their metrics.json) say which adapter they answer with."""
+    for metrics in sorted(run_dir.glob("*/metrics.json")):
+        try:
+            weights = (json.loads(metrics.read_text(encoding="utf-8")).get("fit") or {}).get("weights") or {}
+        except (OSError, ValueError):
+            continue  # not a finished strategy's record
+        folder = weights.get("adapter_dir")
+        if weights.get("content_id") == key and folder and (run_dir / folder / "adapter_config.json").is_file():
+            return run_dir / folder
+    return None

@@ -11,9 +11,13 @@ from harness.records import FitRecord, Generation, Prediction
 from strategies import StrategyContext
 
 
-def generation_flags(g: Generation) -> dict[str, bool]:
-    """Per-prediction flags worth keeping: prompt truncated to fit, answer taken from the cache."""
-    return {k: True for k in ("truncated", "cached") if getattr(g, k)}
+def generation_flags(g: Generation) -> dict[str, bool | float]:
+    """Per-prediction flags worth keeping: prompt truncated to fit, answer taken from the cache, and the
+    time to first token (s) where a streaming server measured it."""
+    flags: dict[str, bool | float] = {k: True for k in ("truncated", "cached") if getattr(g, k)}
+    if g.first_token_s is not None:
+        flags["first_token_s"] = round(g.first_token_s, 4)
+    return flags
 
 
 def to_predictions(queries: list[Query], generations: list[Generation]) -> list[Prediction]:

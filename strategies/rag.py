@@ -16,20 +16,14 @@ import numpy as np
 
 from harness.data import Example, Query
 from harness.models import resolve_sentence_model
-from harness.prompting import build_messages
 from harness.records import Build, FitRecord, Message, Prediction
 from harness.retrieval.chunking import Chunk
-from harness.retrieval.context import pack_passages
+from harness.retrieval.context import question_with_passages, retrieval_text
 from harness.retrieval.quality import retrieval_quality
 from harness.retrieval.store import Corpus, open_corpus
 from harness.task import Task
 from strategies import StrategyContext
 from strategies.prompt import PromptStrategy, generation_flags
-
-
-def retrieval_text(query: Query) -> str:
-    """What is embedded to search: the request and its input, without the prompt template."""
-    return f"{query.instruction}\n{query.input}".strip()
 
 
 class RagStrategy:
@@ -79,10 +73,8 @@ class RagStrategy:
 
         conversations, used = [], []
         for query, hits in zip(queries, retrieved):
-            def make(context: str | None, query: Query = query) -> list[Message]:
-                return build_messages(query, cfg.prompt, self.prompt.shots, context=context)
-
-            messages, n = pack_passages([c for c, _ in hits], cfg.rag.context_template, make, count, budget)
+            messages, n = question_with_passages(query, [c for c, _ in hits], cfg.prompt, cfg.rag.context_template,
+                                                 self.prompt.shots, count, budget)
             conversations.append(messages)
             used.append(n)
         generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,

@@ -5,6 +5,12 @@ documents, data and settings both are cache hits (a run that lists `finetune` fi
 arm costs its answers only, and its one-time cost is the index build plus the training, each as first
 done (the report says which builds it shares). The prompt is the adapter's zero-shot training format
 plus the passages, so `finetune` and `rag_finetune` differ only by retrieval, as `prompt` and `rag` do.
+
+With `finetune.train_with_context` (RAFT-style) it trains an adapter of its own instead, on exactly the
+prompts it answers with: each train/dev example with the top `finetune.context_k` passages (default
+`rag.k`) of this index, a `finetune.distractor_share` of them with distractors only
+(harness/training/raft.py). It then answers with `context_k` passages too, and its one-time cost is the
+index build plus that training; the plain `finetune` adapter plays no part.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from harness.data import Example, Query
 from harness.records import FitRecord, Prediction
 from harness.task import Task
+from harness.training.raft import TrainingContext
 from strategies import StrategyContext
 from strategies.finetune import FinetuneStrategy
 from strategies.rag import RagStrategy
@@ -37,6 +44,13 @@ class RagFinetuneStrategy:
         """The corpus first (no documents: not run, before any training), then the adapter."""
         began = time.perf_counter()
         index = self.rag.fit(train, dev, ctx)
+        cfg, ft = ctx.config, ctx.config.finetune
+        if ft.train_with_context:
+            assert self.rag.corpus is not None and index.one_time, "rag.fit opens the corpus"
+            self.rag.k = ft.context_k or cfg.rag.k  # answered as trained
+            self.finetune.context = TrainingContext(self.rag.corpus, str(index.one_time[0].content_id), self.rag.k,
+                                                    ft.distractor_share, cfg.rag.context_template, cfg.docs,
+                                                    ctx.use_cache)
         adapter = self.finetune.fit(train, dev, ctx)
         # The training record stays flat (the report's fine-tune section reads it); the index's beside it.
         details = {**adapter.details, "retrieval_index": index.details}

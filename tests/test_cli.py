@@ -79,3 +79,19 @@ def test_every_make_target_passes_args(target):
                          timeout=60)
     commands = [line for line in out.stdout.splitlines() if "-m harness" in line or "-m pytest" in line]
     assert commands and all(line.rstrip().endswith("--probe-args") for line in commands), out.stdout + out.stderr
+
+
+def test_server_options_set_model_keys_and_name_their_origin(tiny_task, tmp_path, capsys):
+    from harness.cli import load_run_task
+
+    args = _parser().parse_args(["compare", str(tiny_task), "--backend", "openai", "--base-url",
+                                 "http://127.0.0.1:8000/v1", "--model", "123", "--set", "model.concurrency=2"])
+    task = load_run_task(args)
+    model = task.config.model
+    assert (model.backend, model.base_url, model.name, model.concurrency) == (
+        "openai", "http://127.0.0.1:8000/v1", "123", 2)  # "123" stays a string, as a model id
+    assert [task.where(k) for k in ("model.backend", "model.base_url", "model.name")] == [
+        "--backend", "--base-url", "--model"]
+    code = main(["compare", str(tiny_task), "--backend", "vllm-ish", "--results", str(tmp_path)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and errors[0].startswith("error: --backend vllm-ish: field 'model.backend'")

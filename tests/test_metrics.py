@@ -57,9 +57,15 @@ def test_small_sample_threshold_is_min_test_items():
 
 
 def test_summarize_keeps_its_keys():
+    """Its figures are fields of the typed metrics.json record, named without unit suffixes."""
+    import dataclasses
+
+    from harness.run_schema import StrategyMetrics
+
     m = summarize([1.0, 0.0, 1.0], predictions(3), "contains")
     for key in ("n", "score", "ci_low", "ci_high", "binary", "ci_method", "ci_degenerate", "small_sample",
-                "latency_p50_s", "latency_p95_s", "compute_per_answer_s", "prompt_tokens_mean",
-                "completion_tokens_mean", "completion_tokens_per_s", "truncated_prompts", "cached_answers"):
+                "latency_p50", "latency_p95", "compute_per_answer", "prompt_tokens_mean",
+                "completion_tokens_mean", "completion_token_rate", "truncated_prompts", "cached_answers"):
         assert key in m, key
+    assert set(m) <= {f.name for f in dataclasses.fields(StrategyMetrics)}
     assert m["n"] == 3 and m["score"] == pytest.approx(2 / 3)

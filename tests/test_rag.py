@@ -165,9 +165,10 @@ def test_compare_runs_rag_and_records_retrieval(task_dir: Path, tmp_path: Path) 
 
     rag = json.loads((run_dir / "rag" / "metrics.json").read_text())
     assert rag["status"] == "ok" and rag["n"] == 2
-    assert rag["retrieval_labeled"] == 2 and rag["hit_at_k"] == 1.0 and rag["mrr"] == 1.0  # source, then answer
-    assert rag["retrieval_by_source"]["n"] == 1 and rag["retrieval_by_answer"]["n"] >= 1
-    assert rag["retrieval_p50_s"] > 0 and rag["generation_p50_s"] > 0 and rag["passages_in_prompt_mean"] == 2
+    r = rag["retrieval"]  # metrics.json schema 2 (harness/run_schema.py): seconds, no unit suffixes
+    assert r["labeled"] == 2 and r["hit_at_k"] == 1.0 and r["mrr"] == 1.0  # source, then answer
+    assert r["by_source"]["n"] == 1 and r["by_answer"]["n"] >= 1
+    assert r["p50"] > 0 and r["generation_p50"] > 0 and r["passages_in_prompt_mean"] == 2
     fit = rag["fit"]["details"]
     assert fit["chunks"] > 0 and fit["index"] == "flat" and fit["index_bytes"] > 0 and fit["build_s"] > 0
 

@@ -76,9 +76,10 @@ UNRELATED = {
     ("harness/retrieval/__init__.py", "rag"), ("harness/training/__init__.py", "finetune"),
     ("harness/speed/compare_cache.py", "prompt"), ("harness/speed/compare_cache.py", "rag"),
     ("harness/speed/compare_cache.py", "finetune"),
+    ("harness/backends/openai.py", "prompt"), ("harness/backends/server_lm_eval.py", "prompt"),
 }
 """String constants equal to a strategy name that are something else: the prompt/completion data field,
-HumanEval's `prompt`, config sections (`prompt.k_shot`), the cache folders named before there were other
+HumanEval's `prompt`, the `prompt` field of OpenAI-style requests, config sections (`prompt.k_shot`), the cache folders named before there were other
 strategies, and the task overrides of `make bench`'s cold/warm compare (data, as in a task.yaml)."""
 
 

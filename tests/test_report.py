@@ -1,6 +1,7 @@
 """The report builds from a run directory alone; report.md and report.html carry the same sections;
 plots have honest axes; numbers carry units; the HTML renders in headless Chromium."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ from harness.report_format import duration, usd
 from harness.report_plots import figures
 from harness.report_render import render_html, render_markdown
 from harness.report_sections import build_report
+from harness.run_schema import RetrievalMetrics
 from tests.conftest import ROOT
 from tests.run_fixture import make_run
 
@@ -22,10 +24,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCORES = {"prompt": [1.0] * 50 + [0.0] * 50, "rag": [1.0] * 80 + [0.0] * 20, "finetune": [1.0] * 52 + [0.0] * 48}
-NEW_LATENCY = {"latency_kind": "single request", "throughput_answers_per_s": 12.5, "batch_size": 8}
-RAG_METRICS = {"retrieval_k": 3, "retrieval_by_source": {"n": 40, "hit_at_k": 0.875, "mrr": 0.712},
-               "retrieval_by_answer": {"n": 0}, "retrieval_p50_s": 0.021, "retrieval_p95_s": 0.034,
-               "generation_p50_s": 0.48, "generation_p95_s": 0.7, "passages_in_prompt_mean": 3.0}
+NEW_LATENCY = {"latency_kind": "single request", "throughput": 12.5, "batch_size": 8}
+RAG_METRICS = {"retrieval": RetrievalMetrics(k=3, by_source={"n": 40, "hit_at_k": 0.875, "mrr": 0.712},
+                                             by_answer={"n": 0}, p50=0.021, p95=0.034, generation_p50=0.48,
+                                             generation_p95=0.7, passages_in_prompt_mean=3.0)}
 FINETUNE_DETAILS = {
     "engine": "peft", "precision": "float32 LoRA", "device": "cpu", "engine_why": "auto: no GPU",
     "trainable_params": 4884480, "total_params": 139399488, "trainable_percent": 3.5, "train_examples": 900,
@@ -119,11 +121,11 @@ def test_html_carries_every_markdown_section_and_detail(full_run):
 
 def test_no_recommendation_renders_reasons_and_caveats(run_dir):
     a = analyze(run_dir)
-    a["verdict"] = {**a["verdict"], "choice": None, "candidates": [],
-                    "reasons": ["Only one strategy ran: nothing to compare it with."],
-                    "caveats": ["The test set has 100 items: differences under 10 points are noise."]}
-    a["warnings"] = ["<script>alert(1)</script> in a file name"]
-    report = build_report(a)
+    verdict = {**a.verdict, "choice": None, "candidates": [],
+               "reasons": ["Only one strategy ran: nothing to compare it with."],
+               "caveats": ["The test set has 100 items: differences under 10 points are noise."]}
+    report = build_report(dataclasses.replace(a, verdict=verdict,
+                                              warnings=["<script>alert(1)</script> in a file name"]))
     md, page = render_markdown(report), render_html(report, {name: b"png" for name in report.plots})
     for out in (md, page):
         assert "No recommendation." in out and "Recommended: None" not in out
@@ -231,7 +233,8 @@ def test_sections_follow_the_facts_of_each_strategy_not_its_name(tmp_path):
 
 
 def test_an_old_run_gets_weights_builds_and_complexity_inferred(full_run):
-    """metrics.json of a run made before typed fit records, and benchmarks.json with one flat forgetting."""
+    """A fit record without typed weights, builds or complexity (fit_details), and benchmarks.json with one
+    flat forgetting."""
     bench = {"by_strategy": {"prompt": "base", "rag": "base", "finetune": "finetune"},
              "weights": {"base": {"mmlu": {"status": "ok", "score": 0.3, "stderr": 0.02, "n": 100}},
                          "finetune": {"mmlu": {"status": "ok", "score": 0.29, "stderr": 0.02, "n": 100}}},
@@ -246,6 +249,7 @@ def test_an_old_run_gets_weights_builds_and_complexity_inferred(full_run):
     assert [b["what"] for b in fit["finetune"]["one_time"]] == ["adapter"]
     assert fit["rag"]["one_time"][0]["what"] == "index" and fit["rag"]["one_time"][0]["seconds"] == 12
     assert [fit[n]["complexity"] for n in ("prompt", "rag", "finetune")] == [0, 1, 2]
-    assert a["strategies"]["finetune"]["cost"]["one_time_s"] == 600.0  # train_seconds, as before
+    assert a["strategies"]["finetune"]["cost"]["one_time_compute"] == 600.0  # train_seconds, as before
+    assert a["units"]["strategies.*.cost.one_time_compute"] == "s"
     assert a["forgetting"] == {"finetune": bench["forgetting"]}
     assert "Δ -0.010" in matrix(analyze(full_run)).set_index("strategy").loc["finetune", "MMLU (Δ vs base)"]

@@ -186,6 +186,11 @@ def test_cache_key_follows_what_changes_the_adapter_only():
     assert key != cache_key(spec(), train, [])
     assert key != cache_key(spec(padding_free=True), train, dev)  # other dropout masks, another adapter
     assert key == cache_key(spec(report_to="tensorboard"), train, dev)  # logging changes no weight
+    context = {"index": "abc/flat", "k": 4, "distractor_share": 0.2, "template": "{passages}"}
+    with_context = cache_key(spec(), train, dev, context)  # RAFT-style settings: a second adapter
+    assert key == cache_key(spec(), train, dev, None) and with_context not in (key, cache_key(spec(), train, dev, {
+        **context, "distractor_share": 0.5})) and with_context != cache_key(spec(), train, dev, {**context, "k": 2})
+    assert with_context != cache_key(spec(), train, dev, {**context, "index": "def/flat"})
 
 
 def test_report_to_reaches_the_trainer_and_none_logs_nowhere(tmp_path):
@@ -318,4 +323,10 @@ def test_report_section_shows_engine_cost_memory_and_losses():
     assert "estimated 4.05 GB, measured 3.98 GB (peak RSS)" in text and "reused from the cache (abc)" in text
     assert "| 0 |  | 2.5000 |" in text and "| 2 (best) | 0.0100 | 0.0190 |" in text
     assert "- Adapter: `a`; TensorBoard logs: `finetune/logs`" in text
+    assert "Context (RAFT-style)" not in text
+    context = {**details, "train_with_context": True, "context_k": 3, "distractor_share": 0.2,
+               "distractor_examples": 80, "context_trimmed_examples": 2}
+    assert ("- Context (RAFT-style): 3 retrieved passages per example; 80 of 400 training examples with "
+            "distractors only (share 20%); 2 examples given fewer passages to fit max_seq_length"
+            ) in "\n".join(body_lines({"status": "ok", "fit": {"details": context}}))
     assert body_lines({"status": "not run: no GPU"}) == []

@@ -1,7 +1,5 @@
 """The verdict rule's edge cases, on fixture run directories (no model needed)."""
 
-import dataclasses
-
 import pytest
 
 from harness import verdict
@@ -11,6 +9,8 @@ from harness.cost import break_even, strategy_cost
 from harness.metrics import score_ci
 from harness.records import Build, FitRecord, Weights
 from harness.report import analyze, matrix
+from harness.report_record import Cost
+from harness.run_schema import StrategyMetrics
 from harness.stats import compare_strategies, min_detectable_drop
 from tests.run_fixture import make_run
 
@@ -21,11 +21,17 @@ def scores(correct: int) -> list[float]:
     return [1.0] * correct + [0.0] * (N - correct)
 
 
+def ran(name: str, fit: dict | FitRecord | None = None, **fields) -> StrategyMetrics:
+    """A strategy that ran, with only the figures a test needs; `fit` as metrics.json stores it, or typed."""
+    record = fit if isinstance(fit, FitRecord) else FitRecord.from_dict(fit)
+    return StrategyMetrics(name, "ok", fit=record, **fields)
+
+
 def test_statistical_tie_goes_to_the_cheaper_strategy(tmp_path):
     # finetune is 2 items better: inside the noise; it also cost an hour of training.
     run = make_run(tmp_path, {"prompt": scores(80), "rag": scores(60), "finetune": scores(82)},
                    fit_seconds={"finetune": 3600.0})
-    v = analyze(run)["verdict"]
+    v = analyze(run).verdict
     assert v["choice"] == "prompt"
     assert set(v["candidates"]) == {"finetune", "prompt"}
     assert any("statistically tied" in r for r in v["reasons"])
@@ -33,7 +39,7 @@ def test_statistical_tie_goes_to_the_cheaper_strategy(tmp_path):
 
 def test_significant_winner_is_chosen_even_if_costlier(tmp_path):
     run = make_run(tmp_path, {"prompt": scores(40), "finetune": scores(110)}, fit_seconds={"finetune": 3600.0})
-    v = analyze(run)["verdict"]
+    v = analyze(run).verdict
     assert v["choice"] == "finetune" and v["candidates"] == ["finetune"]
     assert any("beats prompt" in r for r in v["reasons"])
 
@@ -45,8 +51,8 @@ def test_significant_forgetting_excludes_the_finetune(tmp_path):
              "forgetting": {"mmlu": {"delta": -0.1, "p_value": 0.001, "significant_drop": True, "n": 100}}}
     run = make_run(tmp_path, {"prompt": scores(40), "finetune": scores(110)}, benchmarks=bench)
     a = analyze(run)
-    assert a["verdict"]["choice"] == "prompt"
-    assert "finetune" in a["verdict"]["excluded"]
+    assert a.verdict["choice"] == "prompt"
+    assert "finetune" in a.verdict["excluded"]
     cells = matrix(a).set_index("strategy")
     assert "Δ -0.100" in cells.loc["finetune", "MMLU (Δ vs base)"]
     assert "significant drop" in cells.loc["finetune", "MMLU (Δ vs base)"]
@@ -55,32 +61,32 @@ def test_significant_forgetting_excludes_the_finetune(tmp_path):
 def test_missing_strategies_are_reported_not_invented(tmp_path):
     run = make_run(tmp_path, {"prompt": scores(50)}, not_run={"rag": "no documents", "finetune": "crashed"})
     a = analyze(run)
-    v = a["verdict"]
+    v = a.verdict
     assert v["choice"] is None  # one strategy alone was compared with nothing
     assert "rag: not run: no documents." in v["reasons"]
     assert "Only prompt ran (0.417 on 120 items); nothing was compared, so there is no recommendation." in v["reasons"]
-    assert a["pairs"] == []
-    assert any("second strategy" in w for w in a["what_would_change"])
+    assert a.pairs == []
+    assert any("second strategy" in w for w in a.what_would_change)
 
 
 def test_nothing_ran_means_no_recommendation(tmp_path):
     run = make_run(tmp_path, {"prompt": scores(50)}, name="x")
     (run / "prompt" / "metrics.json").write_text('{"status": "not run: interrupted"}')
-    assert analyze(run)["verdict"]["choice"] is None
+    assert analyze(run).verdict["choice"] is None
 
 
 def test_cost_model_and_break_even():
     cost_cfg = {"gpu_usd_per_hour": 2.0, "cpu_usd_per_hour": 0.36, "hosted_usd_per_1k_tokens": 0.001,
                 "expected_answers": 1000}
-    base = {"compute_per_answer_s": 1.0, "prompt_tokens_mean": 900.0, "completion_tokens_mean": 100.0,
-            "fit": {"seconds": 0.0, "device": "cpu"}}
-    tuned = {"compute_per_answer_s": 0.5, "prompt_tokens_mean": 100.0, "completion_tokens_mean": 100.0,
-             "fit": {"seconds": 1800.0, "device": "cuda"}}
+    base = ran("rag", {"seconds": 0.0, "device": "cpu"}, compute_per_answer=1.0, prompt_tokens_mean=900.0,
+               completion_tokens_mean=100.0)
+    tuned = ran("finetune", {"seconds": 1800.0, "device": "cuda"}, compute_per_answer=0.5, prompt_tokens_mean=100.0,
+                completion_tokens_mean=100.0)
     rag = strategy_cost(base, cost_cfg, "cpu")
     ft = strategy_cost(tuned, cost_cfg, "cpu")
-    assert rag["per_1k_answers_usd"] == 0.1  # 1000 s at 0.36 USD/h
-    assert ft["one_time_usd"] == 1.0  # half a GPU hour at 2 USD/h
-    assert rag["hosted_per_1k_answers_usd"] == 1.0  # 1000 tokens per answer at 0.001 USD per 1k tokens
+    assert rag.per_1k_answers == 0.1  # 1000 s at 0.36 USD/h
+    assert ft.one_time == 1.0  # half a GPU hour at 2 USD/h
+    assert rag.hosted_per_1k_answers == 1.0  # 1000 tokens per answer at 0.001 USD per 1k tokens
     # saves 0.05 USD per 1k answers -> 1 USD repaid after 20,000 answers
     assert break_even({"rag": rag, "finetune": ft}, ["finetune"]) == {"finetune": {"rag": 20001}}
     assert break_even({"rag": ft, "finetune": rag}, ["finetune"]) == {"finetune": {"rag": 0}}
@@ -92,17 +98,17 @@ def test_one_time_cost_sums_each_build_at_its_machine_price():
     cost_cfg = {"gpu_usd_per_hour": 2.0, "cpu_usd_per_hour": 0.36, "expected_answers": 1000}
     both = [{"what": "index", "seconds": 3600.0, "device": "cpu", "content_id": "idx", "reused": True},
             {"what": "adapter", "seconds": 1800.0, "device": "cuda", "content_id": "a1", "reused": True}]
-    m = {"compute_per_answer_s": 0.0, "prompt_tokens_mean": 1.0, "completion_tokens_mean": 1.0,
-         "fit": {"seconds": 2.0, "device": "cuda", "details": {"train_seconds": 99.0}, "one_time": both,
-                 "weights": {"kind": "adapter", "adapter_dir": "x/adapter", "content_id": "a1"}, "complexity": 3}}
+    m = ran("x", {"seconds": 2.0, "device": "cuda", "details": {"train_seconds": 99.0}, "one_time": both,
+                  "weights": {"kind": "adapter", "adapter_dir": "x/adapter", "content_id": "a1"}, "complexity": 3},
+            compute_per_answer=0.0, prompt_tokens_mean=1.0, completion_tokens_mean=1.0)
     c = strategy_cost(m, cost_cfg, "cpu")
     # 0.36 (an hour of CPU) + 1.00 (half an hour of GPU); this run's 2 s fit and the details are not the cost.
-    assert c["one_time_s"] == 5400.0 and c["one_time_usd"] == pytest.approx(1.36)
-    assert c["one_time_devices"] == ["cpu", "cuda"]
+    assert c.one_time_compute == 5400.0 and c.one_time == pytest.approx(1.36)
+    assert c.one_time_devices == ("cpu", "cuda")
 
 
 def test_two_item_run_with_one_strategy_recommends_nothing():
-    m = {"prompt": {"status": "ok", "score": 0.5, "n": 2, **score_ci([1.0, 0.0], binary=True)}}
+    m = {"prompt": ran("prompt", score=0.5, n=2, **score_ci([1.0, 0.0], binary=True))}
     v = verdict.decide(m, [], {}, {}, 1000)
     assert v["choice"] is None and v["small_sample"]
     assert v["reasons"] == ["Only prompt ran (0.500 on 2 items); nothing was compared, so there is no recommendation."]
@@ -110,7 +116,7 @@ def test_two_item_run_with_one_strategy_recommends_nothing():
 
 def test_small_test_set_tie_is_no_recommendation(tmp_path):
     run = make_run(tmp_path, {"prompt": [1.0] * 5 + [0.0] * 5, "rag": [1.0] * 6 + [0.0] * 4})
-    v = analyze(run)["verdict"]
+    v = analyze(run).verdict
     assert v["choice"] is None and set(v["candidates"]) == {"prompt", "rag"}
     assert any("too small to tell" in r and "fewer than 30" in r for r in v["reasons"])
 
@@ -118,7 +124,7 @@ def test_small_test_set_tie_is_no_recommendation(tmp_path):
 def test_small_test_set_clear_winner_is_recommended_with_a_warning(tmp_path):
     # 10 items only rag gets right, none the other way: McNemar exact p = 0.002.
     run = make_run(tmp_path, {"prompt": [1.0] * 2 + [0.0] * 18, "rag": [1.0] * 12 + [0.0] * 8})
-    v = analyze(run)["verdict"]
+    v = analyze(run).verdict
     assert v["choice"] == "rag" and v["small_sample"]
     assert any("only 20 items" in r and "confirm on a larger test set" in r for r in v["reasons"])
 
@@ -129,15 +135,15 @@ def test_constant_scores_on_a_small_sample_recommend_nothing():
     values = {"prompt": [0.2] * 6, "rag": [0.6] * 6}
     pairs = [p.as_dict() for p in compare_strategies({n: dict(zip(ids, v)) for n, v in values.items()}, False)]
     assert pairs[0]["significant"]  # the paired test alone would crown rag
-    metrics = {n: {"status": "ok", "score": v[0], "n": 6, **score_ci(v, binary=False)} for n, v in values.items()}
-    costs = {n: {"total_at_volume_usd": 1.0} for n in values}
+    metrics = {n: ran(n, score=v[0], n=6, **score_ci(v, binary=False)) for n, v in values.items()}
+    costs = {n: Cost(total_at_volume=1.0) for n in values}
     v = verdict.decide(metrics, pairs, costs, {}, 1000)
     assert v["choice"] is None
     assert any("zero-width interval" in r and "not certainty" in r for r in v["reasons"])
 
 
-TUNED = {"prompt": {"status": "ok", "score": 0.6, "n": 200},
-         "finetune": {"status": "ok", "score": 0.62, "n": 200, "fit": {"details": {"adapter_dir": "finetune/adapter"}}}}
+TUNED = {"prompt": ran("prompt", score=0.6, n=200),
+         "finetune": ran("finetune", {"details": {"adapter_dir": "finetune/adapter"}}, score=0.62, n=200)}
 
 
 def bench_result(correct: int, n: int, metric: str = "acc") -> dict:
@@ -182,7 +188,7 @@ def test_caveat_smallest_detectable_drop():
 
 
 def test_caveat_small_test_set_and_constant_sample():
-    m = {"prompt": {"status": "ok", "score": 0.0, "n": 2, **score_ci([0.0, 0.0], binary=False)}}
+    m = {"prompt": ran("prompt", score=0.0, n=2, **score_ci([0.0, 0.0], binary=False))}
     out = caveats(m, {}, {"scored": 2})
     assert out[0].startswith("The test set has only 2 scored items (fewer than 30): at a 50% score the 95% "
                              "interval runs from 0.09 to 0.91")
@@ -199,12 +205,10 @@ def test_every_docs_change_value_has_a_reasoned_criterion(change):
 
 def test_monthly_docs_change_in_criteria_and_what_would_change():
     # Old-run fit records: the index build and the training are read from their details.
-    metrics = {"rag": {"status": "ok", "score": 0.7, "latency_p50_s": 1.0,
-                       "fit": {"seconds": 0.5, "details": {"build_s": 42.0}}},
-               "finetune": {"status": "ok", "score": 0.8, "latency_p50_s": 0.5,
-                            "fit": {"seconds": 3600.0, "details": {"adapter_dir": "finetune/adapter"}}}}
-    costs = {"rag": {"total_at_volume_usd": 2.0, "one_time_usd": 0.0},
-             "finetune": {"total_at_volume_usd": 3.0, "one_time_usd": 2.5}}
+    metrics = {"rag": ran("rag", {"seconds": 0.5, "details": {"build_s": 42.0}}, score=0.7, latency_p50=1.0),
+               "finetune": ran("finetune", {"seconds": 3600.0, "details": {"adapter_dir": "finetune/adapter"}},
+                               score=0.8, latency_p50=0.5)}
+    costs = {"rag": Cost(total_at_volume=2.0, one_time=0.0), "finetune": Cost(total_at_volume=3.0, one_time=2.5)}
     rows = verdict.criteria(metrics, [], costs, {"docs_change": "monthly"}, 1000, {}, 1000)
     row = rows[0]
     assert row["favours"] == "rag"  # the strategies of this run that retrieve
@@ -232,7 +236,7 @@ def test_a_tie_on_cost_goes_to_the_lowest_complexity_rank_whatever_the_names(tmp
     names = ("w", "x", "y", "z")
     run = make_run(tmp_path, dict(zip(names, [scores(40), scores(80), scores(42), scores(81)])),
                    fits=four_arms(names))
-    v = analyze(run)["verdict"]
+    v = analyze(run).verdict
     assert set(v["candidates"]) == {"x", "z"} and v["choice"] == "x"  # equal costs: the simpler one
     assert any(r.startswith("y and z answer with the same adapter (adapter:a1b2c3), trained once and shared")
                for r in v["reasons"])
@@ -242,19 +246,19 @@ def test_the_fourth_arm_in_costs_criteria_and_what_would_change(tmp_path):
     run = make_run(tmp_path, {"prompt": scores(40), "rag": scores(100), "finetune": scores(42),
                               "rag_finetune": scores(105)}, fits=four_arms(index_s=60.0, train_s=3600.0))
     a = analyze(run)
-    assert a["verdict"]["choice"] == "rag"  # tied with rag_finetune, without its hour of training
-    assert set(a["break_even_answers"]) == {"finetune", "rag_finetune"}  # every strategy with trained weights
-    assert set(a["break_even_answers"]["rag_finetune"]) == {"prompt", "rag", "finetune"}
-    rows = {r["criterion"]: r for r in a["criteria"]}
+    assert a.verdict["choice"] == "rag"  # tied with rag_finetune, without its hour of training
+    assert set(a.break_even) == {"finetune", "rag_finetune"}  # every strategy with trained weights
+    assert set(a.break_even["rag_finetune"]) == {"prompt", "rag", "finetune"}
+    rows = {r["criterion"]: r for r in a.criteria}
     knowledge = rows["Knowledge requirements"]
     assert knowledge["favours"] == "rag or rag_finetune"  # retrieval helps on the base weights and on the adapter
     assert "rag beats prompt" in knowledge["reason"] and "rag_finetune beats finetune" in knowledge["reason"]
     assert rows["Training data available"]["favours"] == "finetune or rag_finetune"  # 1,000 labeled examples
     one_time = matrix(a).set_index("strategy").loc["rag_finetune", "one-time cost (USD)"]
     assert "index shared with rag" in one_time and "adapter shared with finetune" in one_time
-    assert a["strategies"]["rag_finetune"]["cost"]["one_time_s"] == 3660.0  # index + training, each counted
+    assert a.costs["rag_finetune"].one_time_compute == 3660.0  # index + training, each counted
 
-    metrics = {n: {"status": "ok", "fit": dataclasses.asdict(f)} for n, f in four_arms().items()}
+    metrics = {n: ran(n, f) for n, f in four_arms().items()}
     weekly = verdict.what_would_change({"choice": "rag_finetune", "candidates": ["rag_finetune"]}, metrics,
                                        {"docs_change": "weekly"}, 1000, {}, 1000)
     assert any("rag_finetune re-indexes to keep its passages current, but its adapter" in c for c in weekly)

@@ -11,22 +11,26 @@ import copy
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
+from harness.backends import LmEvalTarget, generate_with_cache
 from harness.devices import resolve_device, resolve_dtype
 from harness.records import Generation, Message
 
 
 class TransformersBackend:
     name = "transformers"
+    local_weights = True
 
     def __init__(self, model_path: str, dtype: str = "auto", device: str = "auto",
                  threads: int | None = None, model=None, tokenizer=None, cache_id: str | None = None,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, settings: Any = None) -> None:
         """The tokenizer loads now, the weights on the first generation that misses the cache.
 
         `cache_id` names the weights in the generation cache (default: a fingerprint of the model
-        directory); pass a distinct one for a preloaded model such as base + adapter.
+        directory); pass a distinct one for a preloaded model such as base + adapter. `settings` (the
+        task's ModelConfig) supplies dtype, device and threads when given.
         """
         import torch
         from transformers import AutoConfig, AutoTokenizer
@@ -34,6 +38,8 @@ class TransformersBackend:
         from harness.gencache import GenerationCache, fingerprint_dir
         from harness.models import cache_root
 
+        if settings is not None:
+            dtype, device, threads = settings.dtype, settings.device, settings.threads
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -80,6 +86,22 @@ class TransformersBackend:
                 view._model = None
 
     @property
+    def serving(self) -> dict[str, Any]:
+        return {"backend": self.name, "quantization": self.dtype, "file": self.model_path}
+
+    @contextmanager
+    def lm_eval_model(self, adapter_dir: str | None, cache_id: str | None) -> Iterator[LmEvalTarget]:
+        """lm-eval's `hf` model on the weights already in memory (loaded on demand), the adapter attached
+        for the block: no second copy of the model."""
+        attach = self.adapter(adapter_dir, cache_id or adapter_dir) if adapter_dir else nullcontext(self)
+        with attach as view:
+            # lm-eval takes a model object as `pretrained` (its own tokenizer from the path).
+            yield LmEvalTarget(
+                lm_type="hf", model_args=lambda: {"pretrained": view.model, "tokenizer": self.model_path},
+                has_loglikelihood=True, description=f"transformers ({self.dtype}, {self.device}), lm-eval hf",
+                identity=f"transformers:{self.dtype}:{self.device}", serving=self.serving)
+
+    @property
     def model(self):
         if self._model is None and self._base is not None:
             from peft import PeftModel
@@ -111,21 +133,8 @@ class TransformersBackend:
                  stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
         """Answers in input order; cached ones are reused, the rest generated in length-sorted batches."""
         settings = {"max_new_tokens": max_new_tokens, "stop": stop, "batch_size": batch_size}
-        keys = [self.cache.key(c, settings) if self.cache else "" for c in conversations]
-        results: dict[int, Generation] = {}
-        if self.cache:
-            for i, key in enumerate(keys):
-                hit = self.cache.get(key)
-                if hit is not None:
-                    results[i] = hit
-        missing = [i for i in range(len(conversations)) if i not in results]
-        if missing:
-            fresh = self._generate([conversations[i] for i in missing], max_new_tokens, stop, batch_size,
-                                   progress, cached=len(results))
-            results.update(zip(missing, fresh))
-            if self.cache:
-                self.cache.put_many([(keys[i], results[i]) for i in missing])
-        return [results[i] for i in range(len(conversations))]
+        return generate_with_cache(self.cache, conversations, settings, lambda todo, cached: self._generate(
+            todo, max_new_tokens, stop, batch_size, progress, cached))
 
     def _generate(self, conversations: list[list[Message]], max_new_tokens: int, stop: list[str],
                   batch_size: int, progress: str | None, cached: int) -> list[Generation]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.backends import LmEvalTarget
 from harness.benchmarks import data, sandbox
 from harness.config import BenchmarksConfig
 from harness.devices import resolve_device, resolve_dtype
@@ -34,7 +35,8 @@ SMALL_FILE_BYTES = 64 * 2**20  # files up to this size are fingerprinted by cont
 def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: BenchmarksConfig,
                            log: Callable[[str], Any] = print, *, lm_type: str = "hf",
                            model_args: dict[str, Any] | None = None, threads: int | None = None,
-                           use_cache: bool = True, preloaded: Callable[[], Any] | None = None) -> dict[str, dict]:
+                           use_cache: bool = True, preloaded: Callable[[], Any] | None = None,
+                           target: LmEvalTarget | None = None) -> dict[str, dict]:
     """Score `model_path` (plus the PEFT adapter at `adapter_path`, if any) on MMLU and HumanEval.
 
     `lm_type`/`model_args` select any lm-eval model (default: lm-eval's `hf` with
@@ -42,6 +44,8 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
     torch's CPU threads; `use_cache=False` recomputes (and overwrites the cache entry). `preloaded`
     returns weights already in memory (the run's model, with the adapter attached if any), which lm-eval
     scores instead of loading `model_path` again; it is called only when something is not cached.
+    `target` (a backend's `lm_eval_model`, harness/backends) replaces lm_type/model_args/preloaded: lm-eval
+    scores through the run's own backend, and the cache key names that backend (`target.identity`).
 
     Returns {"mmlu": result, "humaneval": result}; each result has the keys
       benchmark      "mmlu" | "humaneval"
@@ -61,16 +65,25 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
       model_load_s   wall time to load the weights for that computation
       cached         True when read from the cache instead of computed now
       model, adapter the weights scored
+      backend        who scored, in words (the target's description, or "lm-eval <lm_type>")
+      serving        the backend's serving record (backend, quantization, file) when a target scored
       samples_file   JSONL of lm-eval's per-item responses, next to the cached result
       lm_eval_task, data_file, data_sha256, cache_key, lm_eval_version
       sandbox        {process, network, filesystem}: the isolation code ran under (HumanEval only)
     """
     from importlib.metadata import version
 
-    if adapter_path and lm_type not in HF_LMS:
-        raise HarnessError(f"an adapter needs lm-eval's hf model (peft=), not {lm_type!r}")
-    args = _model_args(model_path, adapter_path, lm_type, model_args)
-    method = _mmlu_method(settings, lm_type)
+    if target is not None:
+        lm_type, engine = target.lm_type, {"backend": target.identity}
+        make_args, has_loglikelihood = target.model_args, target.has_loglikelihood
+    else:
+        if adapter_path and lm_type not in HF_LMS:
+            raise HarnessError(f"an adapter needs lm-eval's hf model (peft=), not {lm_type!r}")
+        args = _model_args(model_path, adapter_path, lm_type, model_args)
+        engine = {"model_args": {k: v for k, v in args.items() if k not in ("pretrained", "peft")}}
+        make_args = _legacy_args(args, lm_type, model_path, log, preloaded)
+        has_loglikelihood = lm_type in LOGLIKELIHOOD_LMS
+    method = _mmlu_method(settings, has_loglikelihood)
     results: dict[str, dict] = {}
     pending: dict[str, dict[str, Any]] = {}
     for name in BENCHMARKS:
@@ -88,9 +101,7 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
             "memory_mb": settings.sandbox_memory_mb, "batch_size": settings.batch_size}
         key = _hash({"benchmark": name, "task": task, "tasks_dir": _tasks_fingerprint(name), "data": digest,
                      "model": _fingerprint(model_path), "adapter": _fingerprint(adapter_path),
-                     "lm_type": lm_type, "model_args": {k: v for k, v in args.items()
-                                                       if k not in ("pretrained", "peft")},
-                     "settings": knobs, "lm_eval": version("lm_eval")})
+                     "lm_type": lm_type, **engine, "settings": knobs, "lm_eval": version("lm_eval")})
         cached = _read_cache(key) if use_cache else None
         if cached is not None:
             results[name] = {**cached, "cached": True}
@@ -103,7 +114,9 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
             import torch
 
             torch.set_num_threads(threads)
-        results.update(_evaluate(pending, lm_type, args, settings, model_path, adapter_path, log, preloaded))
+        described = {"backend": target.description if target else f"lm-eval {lm_type}",
+                     "serving": target.serving if target else None}
+        results.update(_evaluate(pending, lm_type, make_args, settings, model_path, adapter_path, log, described))
     return {name: results[name] for name in BENCHMARKS}
 
 
@@ -116,10 +129,10 @@ def _skip_reason(name: str, settings: BenchmarksConfig) -> str | None:
     return None
 
 
-def _mmlu_method(settings: BenchmarksConfig, lm_type: str) -> str:
+def _mmlu_method(settings: BenchmarksConfig, has_loglikelihood: bool) -> str:
     if settings.mmlu_method != "auto":
         return settings.mmlu_method
-    return "loglikelihood" if lm_type in LOGLIKELIHOOD_LMS else "generate"
+    return "loglikelihood" if has_loglikelihood else "generate"
 
 
 def _slice(name: str, settings: BenchmarksConfig) -> list[dict[str, Any]]:
@@ -142,11 +155,24 @@ def _model_args(model_path: str, adapter_path: str | None, lm_type: str,
     return {**args, **(extra or {})}
 
 
-def _evaluate(pending: dict[str, dict[str, Any]], lm_type: str, args: dict[str, Any],
+def _legacy_args(args: dict[str, Any], lm_type: str, model_path: str, log: Callable[[str], Any],
+                 preloaded: Callable[[], Any] | None) -> Callable[[], dict[str, Any]]:
+    """lm-eval's arguments without a backend target: `args`, or the preloaded weights in place of the path."""
+    def make() -> dict[str, Any]:
+        if preloaded is not None and lm_type in HF_LMS:
+            log("[benchmarks] scoring the run's loaded model")
+            # lm-eval takes a model object as `pretrained` (its own tokenizer from the path); the adapter is on it.
+            return {k: v for k, v in args.items() if k != "peft"} | {"pretrained": preloaded(), "tokenizer": model_path}
+        return args
+
+    return make
+
+
+def _evaluate(pending: dict[str, dict[str, Any]], lm_type: str, make_args: Callable[[], dict[str, Any]],
               settings: BenchmarksConfig, model_path: str, adapter_path: str | None,
-              log: Callable[[str], Any], preloaded: Callable[[], Any] | None = None) -> dict[str, dict]:
-    """One model load (or none, with `preloaded`), then one simple_evaluate per benchmark (so each has
-    its own wall time)."""
+              log: Callable[[str], Any], described: dict[str, Any]) -> dict[str, dict]:
+    """One model load (or none, when the backend already holds the weights), then one simple_evaluate per
+    benchmark (so each has its own wall time)."""
     from importlib.metadata import version
 
     import lm_eval
@@ -155,12 +181,8 @@ def _evaluate(pending: dict[str, dict[str, Any]], lm_type: str, args: dict[str, 
 
     weights = model_path + (f" + adapter {adapter_path}" if adapter_path else "")
     began = time.perf_counter()
-    if preloaded is not None and lm_type in HF_LMS:
-        log(f"[benchmarks] scoring the run's loaded model: {weights}")
-        # lm-eval takes a model object as `pretrained` (its own tokenizer from the path); the adapter is on it.
-        args = {k: v for k, v in args.items() if k != "peft"} | {"pretrained": preloaded(), "tokenizer": model_path}
-    else:
-        log(f"[benchmarks] loading {weights}")
+    log(f"[benchmarks] {weights} through {described['backend']}")
+    args = make_args()
     lm = get_model(lm_type).create_from_arg_obj(args, {"batch_size": settings.batch_size})
     load_s = time.perf_counter() - began
     metadata = {f"{name}_file": str(p["path"]) for name, p in pending.items()}
@@ -181,7 +203,7 @@ def _evaluate(pending: dict[str, dict[str, Any]], lm_type: str, args: dict[str, 
         seconds = time.perf_counter() - began
         assert raw is not None, "lm-eval returned no results (not rank 0?)"
         result = _summarize(name, plan, raw, seconds, load_s)
-        result.update({"model": model_path, "adapter": adapter_path, "lm_eval_version": version("lm_eval"),
+        result.update({"model": model_path, "adapter": adapter_path, "lm_eval_version": version("lm_eval"), **described,
                        "chat_template": chat, "full": len(plan["rows"]) == _full_size(name, settings)})
         if name == "humaneval":
             result["sandbox"] = sandbox.isolation()
@@ -201,6 +223,8 @@ def _full_size(name: str, settings: BenchmarksConfig) -> int:
 
 def _chat_model(lm: Any, lm_type: str) -> bool:
     """Generative MMLU goes through the chat template where there is one (instruct models, chat APIs)."""
+    if hasattr(lm, "has_chat_template"):
+        return bool(lm.has_chat_template)
     tokenizer = getattr(lm, "tokenizer", None)
     if tokenizer is not None and hasattr(tokenizer, "chat_template"):
         return bool(tokenizer.chat_template)

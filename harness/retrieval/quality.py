@@ -8,10 +8,14 @@ An example is labeled two ways when it can be:
   when it contains the answer. An answer found in no chunk leaves the example unlabeled.
 
 The headline `hit_at_k` / `mrr` use the source label where there is one, else the answer label.
+
+`answers(chunk, example)` is the same test turned the other way, for RAFT-style training: which
+passages must be left out so that an example sees distractors only (harness/training/raft.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +28,25 @@ MIN_ANSWER_WORDS = 3
 
 def normalize(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def from_source(chunk: Chunk, source: str, docs_prefix: str = "docs") -> bool:
+    """Does the chunk come from `source` (relative to the task folder, or to the docs folder)?"""
+    wanted = source.removeprefix("./")
+    return wanted in (chunk.source, chunk.source.removeprefix(docs_prefix.rstrip("/") + "/"))
+
+
+def answers(chunk: Chunk, example: Example, docs_prefix: str = "docs") -> bool:
+    """Could this passage answer the example: it comes from the example's source document, or holds its
+    reference answer as whole words (case and whitespace ignored).
+
+    Unlike hit@k's answer label, any answer length counts: here a false positive only swaps a passage
+    for the next-ranked one, while a miss would leave the answer among the "distractors".
+    """
+    if example.source and from_source(chunk, example.source, docs_prefix):
+        return True
+    answer = normalize(example.output)
+    return bool(answer) and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", normalize(chunk.text)) is not None
 
 
 def reciprocal_rank(relevant: Sequence[bool]) -> float:
@@ -49,9 +72,7 @@ def retrieval_quality(retrieved: list[list[str]], examples: list[Example], chunk
         hits = [by_id[i] for i in ids[:k]]
         rank_source = rank_answer = None
         if example.source:
-            wanted = example.source.removeprefix("./")
-            rank_source = reciprocal_rank([wanted in (c.source, c.source.removeprefix(docs_prefix.rstrip("/") + "/"))
-                                           for c in hits])
+            rank_source = reciprocal_rank([from_source(c, example.source, docs_prefix) for c in hits])
             by_source.append(rank_source)
         answer = normalize(example.output)
         if len(answer.split()) >= MIN_ANSWER_WORDS and any(answer in t for t in texts):

@@ -4,7 +4,8 @@ The hash covers what changes the adapter: the base model's files, the training a
 training settings, the engine and precision, the device, and the library versions. It leaves out what
 only changes how the work is split (micro-batch, gradient accumulation, checkpointing, threads), so a
 rerun under a different memory budget still reuses the adapter, and where the losses are logged
-(report_to), which changes no weight.
+(report_to), which changes no weight. An adapter trained with retrieved passages (RAFT-style) adds
+its context settings, so it never shares a folder with the plain adapter.
 """
 
 from __future__ import annotations
@@ -106,8 +107,11 @@ def library_versions(engine: str) -> dict[str, str | None]:
     return versions
 
 
-def cache_key(spec: TrainSpec, train: list[dict[str, str]], dev: list[dict[str, str]]) -> str:
-    content = {
+def cache_key(spec: TrainSpec, train: list[dict[str, str]], dev: list[dict[str, str]],
+              context: dict[str, Any] | None = None) -> str:
+    """`context`: RAFT-style settings (index content id, k, distractor share), for an adapter trained with
+    passages; None for the plain adapter, whose key stays what it was before context training existed."""
+    content: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "base": model_fingerprint(spec.model_path),
         "train": records_digest(train),
@@ -115,4 +119,6 @@ def cache_key(spec: TrainSpec, train: list[dict[str, str]], dev: list[dict[str, 
         "settings": {k: getattr(spec, k) for k in HASHED_SETTINGS},
         "libraries": library_versions(spec.engine),
     }
+    if context is not None:
+        content["context"] = context
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

@@ -66,5 +66,12 @@ def body_lines(metrics: dict[str, Any]) -> list[str]:
          f"{d.get('best_epoch', '?')} (its adapter is used)"),
         f"- Adapter: `{d.get('adapter_dir', '?')}`{merged}{logs}",
     ]
+    if d.get("train_with_context"):
+        trimmed = d.get("context_trimmed_examples")
+        lines.insert(3, (
+            f"- Context (RAFT-style): {d.get('context_k', '?')} retrieved passages per example; "
+            f"{d.get('distractor_examples', '?')} of {d.get('train_examples', '?')} training examples with "
+            f"distractors only (share {d.get('distractor_share', 0):.0%})"
+            + (f"; {trimmed} examples given fewer passages to fit max_seq_length" if trimmed else "")))
     table = _loss_table(d)
     return lines + ([""] + table if table else [])
