@@ -135,7 +135,8 @@ class FinetuneStrategy:
             # The budget the transformers backend gives a prompt at answer time.
             budget = int(getattr(config, "max_position_embeddings", 2048)) - cfg.generation.max_new_tokens
             with_train, with_dev = (raft.context_records(examples, self.context, cfg.prompt, tokenizer, stops, ft.seed,
-                                                         budget, max_len) for examples in (chosen, dev))
+                                                         budget, max_len, split)
+                                    for examples, split in ((chosen, "train"), (dev, "dev")))
             train_records, dev_records = with_train.records, with_dev.records
             counts = {"train_with_context": True, "context_k": self.context.k,
                       "distractor_share": self.context.distractor_share, "context_index": self.context.index_id,
@@ -214,10 +215,10 @@ def adapter_in_run(run_dir: Path, key: str) -> Path | None:
     the fit records of the strategies that finished (their metrics.json) say which adapter they answer with."""
     for metrics in sorted(run_dir.glob("*/metrics.json")):
         try:
-            weights = (json.loads(metrics.read_text(encoding="utf-8")).get("fit") or {}).get("weights") or {}
-        except (OSError, ValueError):
+            weights = FitRecord.from_dict(json.loads(metrics.read_text(encoding="utf-8")).get("fit")).weights
+        except (OSError, ValueError, TypeError, AttributeError):
             continue  # not a finished strategy's record
-        folder = weights.get("adapter_dir")
-        if weights.get("content_id") == key and folder and (run_dir / folder / "adapter_config.json").is_file():
+        folder = weights.adapter_dir
+        if weights.content_id == key and folder and (run_dir / folder / "adapter_config.json").is_file():
             return run_dir / folder
     return None

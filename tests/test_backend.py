@@ -1,5 +1,7 @@
 """The transformers backend on the real embedded model (SmolLM2-135M-Instruct from its GGUF)."""
 
+import pytest
+
 from harness.config import PromptConfig
 from harness.data import Query
 from harness.prompting import build_messages
@@ -52,3 +54,28 @@ def test_the_converted_tokenizer_ends_turns_with_the_models_end_token(backend):
     assert tokenizer.eos_token_id == GenerationConfig.from_pretrained(backend.model_path).eos_token_id == 2
     assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).rstrip().endswith(
         tokenizer.eos_token)
+
+
+def test_lm_eval_scores_the_loaded_weights_as_lm_eval_loading_them_does(backend, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from harness.benchmarks import run_general_benchmarks
+    from harness.config import BenchmarksConfig
+
+    monkeypatch.setenv("FTRAG_CACHE", str(tmp_path))  # results and samples written here, not in the user's cache
+    settings = BenchmarksConfig(mmlu_limit=2, humaneval=False)
+    with backend.lm_eval_model(None, None) as target:
+        assert target.lm_type == "hf" and target.identity == f"transformers:{backend.dtype}:{backend.device}"
+        shared = run_general_benchmarks(backend.model_path, None, settings, lambda _: None, target=target,
+                                        use_cache=False)["mmlu"]
+    loaded = run_general_benchmarks(backend.model_path, None, settings, lambda _: None, use_cache=False)["mmlu"]
+    assert shared["backend"].startswith("transformers (float32") and loaded["backend"] == "lm-eval hf"
+    assert shared["cache_key"] != loaded["cache_key"]  # the key names who scored
+
+    def logliks(result: dict) -> list[float]:
+        return [ll for line in Path(result["samples_file"]).read_text().splitlines()
+                for ll, _ in json.loads(line)["response"]]
+
+    assert shared["items"] == loaded["items"] and shared["n"] == 2
+    assert logliks(shared) == pytest.approx(logliks(loaded), abs=1e-4)

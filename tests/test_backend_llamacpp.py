@@ -4,6 +4,7 @@ the `auto` choice, the generation cache, and lm-eval's MMLU by log-likelihood th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,8 @@ def test_a_converted_lora_adapter_changes_the_answers(llama, adapter_dir, cache)
     base = [g.text for g in llama.generate(conversations()[:2], max_new_tokens=16, stop=[], batch_size=1)]
     with llama.adapter(adapter_dir, "base+adapter:random") as tuned:
         changed = [g.text for g in tuned.generate(conversations()[:2], max_new_tokens=16, stop=[], batch_size=1)]
-        assert tuned.serving["lora"].startswith(str(cache / "gguf" / "lora-"))
+        assert tuned.serving["adapter"] == adapter_dir
+        assert tuned.lora is not None and tuned.lora.parent == cache / "gguf"  # converted once, by content
     assert changed != base
     after = [g.text for g in llama.generate(conversations()[:2], max_new_tokens=16, stop=[], batch_size=1)]
     assert after == base  # the base instance never had the adapter
@@ -177,6 +179,8 @@ def test_mmlu_by_loglikelihood_through_lm_eval_and_its_cache(llama, adapter_dir)
     with llama.lm_eval_model(adapter_dir, "base+adapter:random") as target:
         tuned = run_general_benchmarks(llama.model_path, adapter_dir, settings, lambda _: None, target=target)["mmlu"]
     assert tuned["cached"] is False and tuned["cache_key"] != base["cache_key"]
-    assert "LoRA" in tuned["backend"] and Path(tuned["serving"]["lora"]).is_file()
-    samples = [line for line in Path(tuned["samples_file"]).read_text().splitlines()]
-    assert len(samples) == 4
+    assert "LoRA" in tuned["backend"] and tuned["serving"]["adapter"] == adapter_dir
+    # the adapter is applied: the choices' log-likelihoods differ from the base model's
+    responses = [[json.loads(line)["response"] for line in Path(r["samples_file"]).read_text().splitlines()]
+                 for r in (base, tuned)]
+    assert len(responses[1]) == 4 and responses[0] != responses[1]

@@ -13,7 +13,9 @@ import pytest
 from harness.backends.openai import OpenAIBackend
 from harness.cli import main
 from harness.errors import HarnessError
-from tests.llama_server import LOCAL_ID, SERVER_ID, free_port, llama_server  # noqa: F401 -- the fixture
+from tests.llama_server import LOCAL_ID, SERVER_ID, free_port
+
+pytest_plugins = ("tests.llama_server",)  # the llama_server fixture
 
 QUESTIONS = ["What is the capital of France?", "Name a primary color.", "What is 2 + 2?",
              "Say hello in Spanish.", "What animal says moo?", "What is the opposite of hot?"]
@@ -43,8 +45,8 @@ def test_greedy_answers_stop_strings_and_usage(llama_server):
 
 def test_answers_keep_input_order_under_concurrency(llama_server):
     conversations = [ask(q) for q in QUESTIONS]
-    one_by_one = make(llama_server).generate(conversations, 12, [], batch_size=1)
-    concurrent = make(llama_server, concurrency=4).generate(conversations, 12, [], batch_size=8)
+    one_by_one = make(llama_server).generate(conversations, 8, [], batch_size=1)
+    concurrent = make(llama_server, concurrency=4).generate(conversations, 8, [], batch_size=8)
     assert [g.text for g in concurrent] == [g.text for g in one_by_one]
     assert len({g.text for g in one_by_one}) >= 4, "the answers must differ for order to show"
     assert {g.batch_size for g in concurrent} == {4} and {g.batch_size for g in one_by_one} == {1}
@@ -114,19 +116,6 @@ def test_compare_through_the_server(llama_server, tiny_task, tmp_path, capsys):
     assert predictions and all(p["prompt_tokens"] > 0 for p in predictions)
 
 
-def test_mmlu_by_loglikelihood_through_the_server(llama_server):
-    from harness.benchmarks import run_general_benchmarks
-    from harness.config import BenchmarksConfig
-
-    settings = BenchmarksConfig(mmlu_limit=4, humaneval=False, batch_size=1)
-    backend = make(llama_server, model=LOCAL_ID)
-    with backend.lm_eval_model(None, None) as target:
-        assert (target.lm_type, target.has_loglikelihood) == ("local-completions", True)
-        result = run_general_benchmarks(LOCAL_ID, None, settings, target=target, use_cache=False)["mmlu"]
-    assert (result["status"], result["method"], result["n"]) == ("ok", "loglikelihood", 4)
-    assert "log-likelihood" in result["backend"]
-
-
 def test_adapters_are_refused_with_the_reason(llama_server):
     from harness.errors import NotRun
 
@@ -136,13 +125,18 @@ def test_adapters_are_refused_with_the_reason(llama_server):
         pass
 
 
-def test_mmlu_generative_where_no_tokenizer_is_here(llama_server):
+def test_mmlu_generative_through_the_llama_cpp_server(llama_server):
+    """The llama-cpp-python server echoes prompt logprobs, but without the generated token and one position
+    late: the probe turns them down (log-likelihood would score every MMLU letter 0), so MMLU is generative."""
+    from harness.backends.server_lm_eval import local_tokenizer
     from harness.benchmarks import run_general_benchmarks
     from harness.config import BenchmarksConfig
 
+    assert local_tokenizer(LOCAL_ID) and local_tokenizer(SERVER_ID) is None
     settings = BenchmarksConfig(mmlu_limit=2, humaneval=False, batch_size=1)
-    with make(llama_server, model=SERVER_ID).lm_eval_model(None, None) as target:
+    with make(llama_server).lm_eval_model(None, None) as target:
         assert (target.lm_type, target.has_loglikelihood) == ("local-chat-completions", False)
-        assert f"no local tokenizer for {SERVER_ID}" in target.description
-        result = run_general_benchmarks(SERVER_ID, None, settings, target=target, use_cache=False)["mmlu"]
+        assert "echoed logprobs do not cover the generated token" in target.description
+        result = run_general_benchmarks(LOCAL_ID, None, settings, target=target, use_cache=False)["mmlu"]
     assert (result["status"], result["method"], result["n"]) == ("ok", "generate", 2)
+    assert result["backend"] == target.description and result["chat_template"]

@@ -223,7 +223,8 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
     from transformers import AutoModelForCausalLM
 
     ft = dataclasses.replace(task.config.finetune, merge=False)
-    task = dataclasses.replace(task, config=dataclasses.replace(task.config, finetune=ft))
+    model = dataclasses.replace(task.config.model, backend="transformers")  # the one-copy-of-weights backend
+    task = dataclasses.replace(task, config=dataclasses.replace(task.config, finetune=ft, model=model))
 
     from harness.runner import compare
 
@@ -261,8 +262,8 @@ def test_one_compare_loads_the_base_model_once(trained, task, tmp_path, monkeypa
 
 
 class CopiedAdapterStrategy:
-    """A toy strategy, registered only in this module: the finetune adapter, copied into its own folder and
-    named by another content id, so the runner must treat it as weights of their own."""
+    """A toy strategy, registered only in this module: the finetune adapter (finetune's folder, which the run
+    already holds) named by another content id, so the runner must treat it as weights of their own."""
 
     name = "toy"
     complexity = 2
@@ -314,7 +315,7 @@ def four_arms(trained, task, cache, tmp_path_factory):
 
 def test_rag_finetune_reuses_the_finetune_adapter_and_the_index(four_arms, trained):
     rf, ft = four_arms["metrics"]["rag_finetune"], four_arms["metrics"]["finetune"]
-    assert rf["status"] == "ok" and rf["n"] == 4 and rf["retrieval_k"] == 4
+    assert rf["status"] == "ok" and rf["n"] == 4
     assert rf["fit"]["details"]["cache_hit"] and rf["fit"]["details"]["sessions"] == trained["record"].details[
         "sessions"]  # no training session of its own
     assert not four_arms["new_adapters"]  # the compare trained nothing: every adapter came from the cache
@@ -324,9 +325,12 @@ def test_rag_finetune_reuses_the_finetune_adapter_and_the_index(four_arms, train
     # Its one-time cost is the training's as first done, the same build as finetune's, not this fit's time.
     assert builds["adapter"]["seconds"] == trained["record"].details["train_seconds"]
     assert builds["adapter"] == ft["fit"]["one_time"][0]
+    # The same adapter in the same run: a reference to finetune's folder, not a second copy.
+    assert rf["fit"]["weights"]["adapter_dir"] == "finetune/adapter"
+    assert not (four_arms["run_dir"] / "rag_finetune" / "adapter").exists()
     predictions = [json.loads(line) for line in
                    (four_arms["run_dir"] / "rag_finetune" / "predictions.jsonl").read_text().splitlines()]
-    assert all(p["retrieved"] and p["passages_in_prompt"] >= 1 for p in predictions)
+    assert all(len(p["retrieved"]) == 4 and p["passages_in_prompt"] >= 1 for p in predictions)  # rag.k
 
 
 def test_rag_finetune_has_its_row_pairs_and_the_shared_adapter_said(four_arms):

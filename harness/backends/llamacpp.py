@@ -13,6 +13,7 @@ identity names this backend, the GGUF's content id and quantization, and the ada
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 import time
@@ -74,7 +75,7 @@ class LlamaCppBackend:
     @property
     def serving(self) -> dict[str, Any]:
         record = {"backend": self.name, "quantization": self.quantization, "file": str(self.gguf)}
-        return record | ({"lora": str(self.lora or self._adapter_dir)} if self._adapter_dir else {})
+        return record | ({"adapter": self._adapter_dir} if self._adapter_dir else {})
 
     # ---- prompt and tokens
 
@@ -83,7 +84,7 @@ class LlamaCppBackend:
         if self._template is None:
             lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
             return "\n\n".join(lines) + "\n\nAssistant:"
-        return self._template.render(messages=messages, add_generation_prompt=True, **self._special_tokens())
+        return self._template.render(messages=messages, add_generation_prompt=True, **self._special_tokens_text)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of prompt text as the model reads it: special tokens such as <|im_start|> parsed, no BOS
@@ -92,6 +93,10 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
+
+    @functools.cached_property
+    def _special_tokens_text(self) -> dict[str, str]:
+        return self._special_tokens()
 
     def _special_tokens(self) -> dict[str, str]:
         vocab = self._vocab()

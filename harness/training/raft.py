@@ -16,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config import PromptConfig
 from harness.data import Example
 from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import question_with_passages, retrieval_text
 from harness.retrieval.quality import answers
-from harness.retrieval.store import Corpus
 from harness.training.formatting import example_record, render_prompt
+
+if TYPE_CHECKING:  # numpy and FAISS load with the corpus, not with the fine-tune strategy
+    from harness.retrieval.store import Corpus
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def ranked_passages(corpus: Corpus, vector: Any, example: Example, k: int, distr
 
 
 def context_records(examples: list[Example], context: TrainingContext, prompt: PromptConfig, tokenizer: Any,
-                    stops: list[str], seed: int, budget: int, max_length: int) -> ContextRecords:
+                    stops: list[str], seed: int, budget: int, max_length: int, split: str = "train") -> ContextRecords:
     """Prompt/completion records whose prompts hold the retrieved passages (see the module docstring).
 
     `budget` is the answer-time prompt budget (context window less generation.max_new_tokens); a record
@@ -94,7 +96,7 @@ def context_records(examples: list[Example], context: TrainingContext, prompt: P
 
     chosen = distractor_ids(examples, context.distractor_share, seed)
     if examples:
-        print(f"[finetune] retrieving {context.k} passages for {len(examples)} training examples "
+        print(f"[finetune] retrieving {context.k} passages for {len(examples)} {split} examples "
               f"({len(chosen)} with distractors only)", file=sys.stderr, flush=True)
     vectors = context.corpus.query_vectors([retrieval_text(ex) for ex in examples], context.use_cache)
     records, passages, trimmed = [], [], 0
