@@ -107,10 +107,16 @@ class LlamaCppBackend:
         return {"bos_token": text(vocab.token_bos()), "eos_token": text(vocab.token_eos())}
 
     def _vocab(self):
+        if self._tokenizer is None and self._pool:
+            self._tokenizer = self._pool[0]
         if self._tokenizer is None:
-            from llama_cpp import Llama
+            import llama_cpp
+            from llama_cpp._internals import LlamaModel  # pinned 0.3.36: a model without a context
 
-            self._tokenizer = self._pool[0] if self._pool else Llama(str(self.gguf), vocab_only=True, verbose=False)
+            # The vocabulary alone, without a context (a vocab-only Llama() makes one and logs a warning).
+            params = llama_cpp.llama_model_default_params()
+            params.vocab_only = True
+            self._tokenizer = LlamaModel(path_model=str(self.gguf), params=params, verbose=False)
         return self._tokenizer
 
     # ---- weights
