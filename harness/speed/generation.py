@@ -24,10 +24,10 @@ def _prompts() -> list[list[dict[str, str]]]:
              {"role": "user", "content": json.loads(r)["instruction"]}] for r in rows]
 
 
-def _measure(backend, conversations, batch_size: int) -> dict[str, float]:
+def _measure(backend, conversations, batch_size: int, label: str) -> dict[str, Any]:
     backend.generate(conversations[:2], 4, [], batch_size)  # warm-up: weights loaded, first kernels run
     began = time.perf_counter()
-    out = backend.generate(conversations, NEW_TOKENS, [], batch_size)
+    out = backend.generate(conversations, NEW_TOKENS, [], batch_size, progress=f"[bench] {label}")
     seconds = time.perf_counter() - began
     tokens = sum(g.completion_tokens for g in out)
     return {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
@@ -47,7 +47,8 @@ def _llamacpp(path: str, conversations) -> list[dict[str, Any]] | str:
     rows = []
     for workers, threads in layouts:
         backend = LlamaCppBackend(path, use_cache=False, threads=threads, workers=workers)
-        rows.append({"workers": workers, "threads": threads, **_measure(backend, conversations, 1)})
+        label = f"llamacpp {workers} x {threads // workers} thread(s)"
+        rows.append({"workers": workers, "threads": threads, **_measure(backend, conversations, 1, label)})
         del backend
     return rows
 
@@ -59,7 +60,7 @@ def run(machine: dict) -> dict[str, Any]:
     path = resolve_model(MODEL)
     conversations = _prompts()
     hf = TransformersBackend(path, use_cache=False)
-    transformers = {b: _measure(hf, conversations, b) for b in BATCHES}
+    transformers = {b: _measure(hf, conversations, b, f"transformers batch {b}") for b in BATCHES}
     llama = _llamacpp(path, conversations)
     best_hf = max(transformers, key=lambda b: transformers[b]["tokens_per_s"])
     result: dict[str, Any] = {
