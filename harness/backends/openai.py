@@ -179,6 +179,8 @@ class OpenAIBackend:
                                 "temperature": 0, "seed": SEED, "stream": self.stream}
         if stop:
             body["stop"] = stop
+        if self.entry.get("owned_by") == "me":  # llama-cpp-python's server: its default repeat_penalty is 1.1
+            body["repeat_penalty"] = 1.0
         began = time.perf_counter()
         if self.stream:
             text, usage, first = self._stream(body, began)
