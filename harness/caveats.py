@@ -50,7 +50,8 @@ def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | No
                        "because the sample is constant, not because the score is certain.")
     served = sorted({(m.serving.get("backend"), m.serving.get("quantization")) for m in ran.values() if m.serving})
     for backend, quantization in served:  # the same model answers differently on another engine and weights
-        out.append(f"Answers came from {backend} with {quantization} weights; another backend (transformers runs "
+        weights = f"{quantization} weights" if quantization else "weights of a type the backend does not report"
+        out.append(f"Answers came from {backend} with {weights}; another backend (transformers runs "
                    "a GGUF model's float32 dequantization) can answer differently: compare runs on the same one.")
     bench = benchmarks or {}
     tuned = [name for name, m in ran.items() if own_weights(name, m, bench)]

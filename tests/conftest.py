@@ -31,3 +31,15 @@ def backend():
 
     # No generation cache: these tests are about generating.
     return load_backend("transformers", resolve_model("embedded:smollm2-135m-instruct"), use_cache=False)
+
+
+SLOW_MODULES = {"test_compare_e2e", "test_finetune_e2e", "test_raft_e2e", "test_backend_llamacpp",
+                "test_backend_openai"}
+"""Modules that run the real model end to end (training, a server, whole compares): every test in them is
+`slow`. Single tests elsewhere carry `@pytest.mark.slow` themselves. `make test-fast` leaves them out."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -133,10 +133,13 @@ def test_mmlu_generative_through_the_llama_cpp_server(llama_server):
     from harness.config import BenchmarksConfig
 
     assert local_tokenizer(LOCAL_ID) and local_tokenizer(SERVER_ID) is None
-    settings = BenchmarksConfig(mmlu_limit=2, humaneval=False, batch_size=1)
+    settings = BenchmarksConfig(mmlu_limit=2, humaneval_limit=1, allow_code_execution=True, batch_size=1)
     with make(llama_server).lm_eval_model(None, None) as target:
         assert (target.lm_type, target.has_loglikelihood) == ("local-chat-completions", False)
         assert "echoed logprobs do not cover the generated token" in target.description
-        result = run_general_benchmarks(LOCAL_ID, None, settings, target=target, use_cache=False)["mmlu"]
+        results = run_general_benchmarks(LOCAL_ID, None, settings, target=target, use_cache=False)
+    result, humaneval = results["mmlu"], results["humaneval"]
     assert (result["status"], result["method"], result["n"]) == ("ok", "generate", 2)
+    # A chat-only endpoint cannot complete HumanEval's bare code prompts: skipped with the reason, not a crash.
+    assert humaneval["status"] == "skipped" and "chat only" in humaneval["skipped"]
     assert result["backend"] == target.description and result["chat_template"]

@@ -34,6 +34,9 @@ class LmEvalTarget:
     """Stable id of engine + weights (+ adapter) for the benchmark cache key: no ports, no object ids."""
     serving: dict[str, Any] = field(default_factory=dict)
     """The backend's `serving` record (backend, quantization, file), stored with the result."""
+    completes_text: bool = True
+    """The model continues raw text (HumanEval sends a bare code prompt); a chat-only endpoint does not, so
+    HumanEval is skipped there with that reason instead of failing inside lm-eval."""
 
 
 class Backend(Protocol):

@@ -39,7 +39,7 @@ def openai_target(backend: Any) -> LmEvalTarget:
     args = {**common, "base_url": f"{backend.base_url}/chat/completions"}
     return LmEvalTarget("local-chat-completions", lambda: args, False,
                         f"OpenAI-compatible server {where}: MMLU generative (lm-eval local-chat-completions), "
-                        f"because {why}", identity, backend.serving)
+                        f"because {why}", identity, backend.serving, completes_text=False)
 
 
 def ollama_target(backend: Any) -> LmEvalTarget:
@@ -50,7 +50,8 @@ def ollama_target(backend: Any) -> LmEvalTarget:
     return LmEvalTarget("local-chat-completions", lambda: args, False,
                         f"Ollama {backend.model_path} at {backend.host}: MMLU generative (lm-eval "
                         "local-chat-completions on Ollama's /v1; Ollama gives no prompt logprobs)",
-                        f"ollama:{backend.host}:{backend.model_path}:{backend.digest}", backend.serving)
+                        f"ollama:{backend.host}:{backend.model_path}:{backend.digest}", backend.serving,
+                        completes_text=False)
 
 
 def completion_logprobs(backend: Any) -> str | None:

@@ -87,7 +87,7 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
     results: dict[str, dict] = {}
     pending: dict[str, dict[str, Any]] = {}
     for name in BENCHMARKS:
-        reason = _skip_reason(name, settings)
+        reason = _skip_reason(name, settings, target)
         if reason:
             results[name] = {"benchmark": name, "status": "skipped", "skipped": reason}
             log(f"[benchmarks] {name}: skipped ({reason})")
@@ -120,9 +120,11 @@ def run_general_benchmarks(model_path: str, adapter_path: str | None, settings: 
     return {name: results[name] for name in BENCHMARKS}
 
 
-def _skip_reason(name: str, settings: BenchmarksConfig) -> str | None:
+def _skip_reason(name: str, settings: BenchmarksConfig, target: LmEvalTarget | None = None) -> str | None:
     if not getattr(settings, name):
         return f"benchmarks.{name} is false"
+    if name == "humaneval" and target is not None and not target.completes_text:
+        return f"HumanEval completes bare code prompts, which {target.description} does not take (chat only)"
     if name == "humaneval" and not settings.allow_code_execution:
         return ("scoring HumanEval runs model-written code; allow it (sandboxed) with "
                 "`benchmarks.allow_code_execution: true`")
