@@ -135,6 +135,8 @@ def _convert(target: Path, script: str, args: list[str], what: str) -> Path:
     if target.is_file():
         touch_used(target)
         return target
+    from tqdm import tqdm
+
     tools = converters_dir()
     if tools is None:
         raise HarnessError(f"llama.cpp's converters are not installed ({CONVERTERS}); run `make setup`")
@@ -146,18 +148,22 @@ def _convert(target: Path, script: str, args: list[str], what: str) -> Path:
     began = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tools / "gguf-py"),
                                                                       os.environ.get("PYTHONPATH")]))}
+    log_path = target.with_name(target.name + ".convert.log")
     try:
-        # The converter logs each tensor as it converts it and a progress bar while it writes: passed through
-        # as it comes, that is the progress shown; its last line is the reason when it fails.
+        # The converter logs a line per tensor and a traceback when it fails: all of it goes to a log file
+        # beside the output, the terminal gets a progress bar (lines logged) and, on failure, the last line.
         with subprocess.Popen([sys.executable, str(tools / script), *args, "--outfile", str(tmp)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child, \
+                log_path.open("w", encoding="utf-8") as log, \
+                tqdm(desc=f"[gguf] {script}", unit=" lines logged", file=sys.stderr) as bar:
             last = "no output"
             assert child.stdout is not None
             for line in child.stdout:
-                sys.stderr.write(line)
+                log.write(line)
+                bar.update(1)
                 last = line.strip() or last
         if child.returncode != 0:
-            raise HarnessError(f"llama.cpp's {script} failed for {what}: {last[:300]}")
+            raise HarnessError(f"llama.cpp's {script} failed for {what}: {last[:300]} (full output: {log_path})")
         tmp.rename(target)
     finally:
         tmp.unlink(missing_ok=True)
