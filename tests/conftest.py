@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,20 @@ def write_task(folder: Path, yaml_text: str, files: dict[str, str]) -> Path:
 @pytest.fixture
 def tiny_task(tmp_path: Path) -> Path:
     return Path(shutil.copytree(ASSETS / "tasks" / "tiny", tmp_path / "tiny"))
+
+
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private FTRAG_CACHE (generations, converted adapters, benchmark results) that shares the embedded model
+    already converted in the user's cache; for a module-scoped fixture to `yield from`."""
+    from harness.models import cache_root, resolve_model
+
+    resolve_model("embedded:smollm2-135m-instruct")
+    root = tmp_path_factory.mktemp("cache")
+    (root / "models").symlink_to(cache_root() / "models")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FTRAG_CACHE", str(root))
+    yield root
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

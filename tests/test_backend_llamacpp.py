@@ -12,6 +12,7 @@ import pytest
 from harness.config import PromptConfig
 from harness.data import Query
 from harness.prompting import build_messages
+from tests.conftest import private_cache
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (`make setup` builds it)")
 
@@ -27,16 +28,7 @@ def conversations():
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A private FTRAG_CACHE (generations, converted adapters, benchmark results) sharing the converted model."""
-    from harness.models import cache_root, resolve_model
-
-    resolve_model(MODEL)
-    root = tmp_path_factory.mktemp("cache")
-    (root / "models").symlink_to(cache_root() / "models")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FTRAG_CACHE", str(root))
-    yield root
-    patch.undo()
+    yield from private_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import NotRun
-from tests.conftest import ASSETS, ROOT
+from tests.conftest import ASSETS, ROOT, private_cache
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +36,7 @@ finetune:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A private FTRAG_CACHE that shares the converted model with the real cache."""
-    from harness.models import cache_root, resolve_model
-
-    resolve_model("embedded:smollm2-135m-instruct")
-    root = tmp_path_factory.mktemp("cache")
-    (root / "models").symlink_to(cache_root() / "models")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("FTRAG_CACHE", str(root))
-    yield root
-    patch.undo()
+    yield from private_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

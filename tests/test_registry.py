@@ -80,8 +80,9 @@ UNRELATED = {
     ("harness/training/raft.py", "prompt"),
 }
 """String constants equal to a strategy name that are something else: the prompt/completion data field,
-HumanEval's `prompt`, the `prompt` field of OpenAI-style requests, config sections (`prompt.k_shot`), the cache folders named before there were other
-strategies, and the task overrides of `make bench`'s cold/warm compare (data, as in a task.yaml)."""
+HumanEval's `prompt`, the `prompt` field of OpenAI-style requests, config sections (`prompt.k_shot`), the
+cache folders named before there were other strategies, and the task overrides of `make bench`'s cold/warm
+compare (data, as in a task.yaml)."""
 
 
 def test_no_harness_module_but_the_registry_names_a_strategy():

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.backends import LmEvalTarget, generate_with_cache
+from harness.backends import LmEvalTarget
 from harness.backends.server import (
     RETRY_STATUS,
     Retryable,
-    answer_all,
     cut_at_stop,
     estimate_tokens,
+    generate_on_server,
     render_readable,
     say_once,
     with_retries,
@@ -118,16 +118,9 @@ class OllamaBackend:
     def generate(self, conversations: list[list[Message]], max_new_tokens: int,
                  stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
         """Answers in input order, `min(concurrency, batch_size)` requests in flight; cached ones reused."""
-        settings = {"max_new_tokens": max_new_tokens, "stop": stop, "batch_size": batch_size,
-                    "stream": self.stream, "seed": SEED, "num_ctx": self.num_ctx}
-        workers = max(1, min(self.concurrency, batch_size))
-
-        def fresh(missing: list[list[Message]], cached: int) -> list[Generation]:
-            in_flight = min(workers, len(missing))
-            return answer_all(missing, lambda m: self._chat(m, max_new_tokens, stop, in_flight), workers,
-                              progress, cached)
-
-        return generate_with_cache(self.cache, conversations, settings, fresh)
+        settings = {"max_new_tokens": max_new_tokens, "stop": stop, "stream": self.stream, "seed": SEED,
+                    "num_ctx": self.num_ctx}
+        return generate_on_server(self, conversations, settings, batch_size, progress)
 
     def _chat(self, messages: list[Message], max_new_tokens: int, stop: list[str], in_flight: int) -> Generation:
         options: dict[str, Any] = {"temperature": 0, "seed": SEED, "num_predict": max_new_tokens}

@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.backends import LmEvalTarget, generate_with_cache
+from harness.backends import LmEvalTarget
 from harness.backends.server import (
     RETRY_STATUS,
     Retryable,
-    answer_all,
     cut_at_stop,
     estimate_tokens,
+    generate_on_server,
     render_readable,
     say_once,
     with_retries,
@@ -163,16 +163,8 @@ class OpenAIBackend:
                  stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
         """Answers in input order; `min(concurrency, batch_size)` requests in flight (batch_size 1: one at a
         time, the single-request latency); cached answers are reused."""
-        settings = {"max_new_tokens": max_new_tokens, "stop": stop, "batch_size": batch_size,
-                    "stream": self.stream, "seed": SEED}
-        workers = max(1, min(self.concurrency, batch_size))
-
-        def fresh(missing: list[list[Message]], cached: int) -> list[Generation]:
-            in_flight = min(workers, len(missing))
-            return answer_all(missing, lambda m: self._chat(m, max_new_tokens, stop, in_flight), workers,
-                              progress, cached)
-
-        return generate_with_cache(self.cache, conversations, settings, fresh)
+        return generate_on_server(self, conversations, {"max_new_tokens": max_new_tokens, "stop": stop,
+                                                        "stream": self.stream, "seed": SEED}, batch_size, progress)
 
     def _chat(self, messages: list[Message], max_new_tokens: int, stop: list[str], in_flight: int) -> Generation:
         body: dict[str, Any] = {"model": self.model_path, "messages": messages, "max_tokens": max_new_tokens,

@@ -79,3 +79,22 @@ def say_once(said: set[str], line: str) -> None:
     if line not in said:
         said.add(line)
         print(f"[model] {line}", file=sys.stderr, flush=True)
+
+
+def generate_on_server(backend, conversations: list[list[Message]], settings: dict, batch_size: int,
+                       progress: str | None) -> list[Generation]:
+    """A server backend's `generate`: answers in input order, `min(concurrency, batch_size)` requests in flight
+    (batch_size 1: one at a time, the single-request latency), cached answers reused. `backend._chat(messages,
+    max_new_tokens, stop, in_flight)` sends one request; `settings` (max_new_tokens, stop and whatever else
+    changes an answer) key the generation cache."""
+    from harness.backends import generate_with_cache
+
+    workers = max(1, min(backend.concurrency, batch_size))
+
+    def fresh(missing: list[list[Message]], cached: int) -> list[Generation]:
+        in_flight = min(workers, len(missing))
+        return answer_all(missing, lambda m: backend._chat(m, settings["max_new_tokens"], settings["stop"],
+                                                           in_flight), workers, progress, cached)
+
+    return generate_with_cache(backend.cache, conversations, {**settings, "batch_size": batch_size}, fresh)
+
