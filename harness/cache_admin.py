@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "adapters": (ADAPTER_CACHE_DIR, "fit.json"),
     "generations": ("generations", None),
     "benchmarks": ("benchmarks", "result.json"),
+    "gguf": ("gguf", None),  # converted models and LoRA adapters (harness/gguf.py), with their conversion logs
 }
 
 
