@@ -95,7 +95,7 @@ class ModelConfig:
     dtype: str = _opt("auto", "Weights dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16.",
                       choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _opt("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    threads: int | None = _opt(None, "torch CPU threads (default: all cores).", min=1)
+    threads: int | None = _opt(None, "CPU threads of torch and llama.cpp (default: all cores).", min=1)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class FinetuneStrategy:
             shutil.copytree(Path(spec.work_dir) / "adapter", self.adapter_dir, dirs_exist_ok=True)
         from harness.training.curves import write_curves
 
-        write_curves(fit["epochs"], fit["best_epoch"], out)
+        write_curves(fit["epochs"], fit["best_epoch"], out, title=out.name)
         logs = Path(spec.work_dir) / LOGS_DIR
         if logs.is_dir():  # the logs of the training that made the adapter: on a cache hit, nothing new
             shutil.copytree(logs, out / LOGS_DIR, dirs_exist_ok=True)

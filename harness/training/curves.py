@@ -24,8 +24,9 @@ def epoch_losses(log_history: list[dict[str, Any]], eval_before: float | None) -
     return [rows[k] for k in sorted(rows)]
 
 
-def write_curves(epochs: list[dict[str, Any]], best_epoch: int | None, out_dir: Path) -> tuple[Path, Path]:
-    """loss_curve.json and loss_curve.png in out_dir."""
+def write_curves(epochs: list[dict[str, Any]], best_epoch: int | None, out_dir: Path,
+                 title: str) -> tuple[Path, Path]:
+    """loss_curve.json and loss_curve.png in out_dir; `title` names the strategy whose adapter it is."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +43,7 @@ def write_curves(epochs: list[dict[str, Any]], best_epoch: int | None, out_dir: 
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (answer tokens)")
-    ax.set_title("finetune: loss per epoch")
+    ax.set_title(f"{title}: loss per epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     fig.tight_layout()
