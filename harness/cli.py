@@ -117,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="remove cache entries whose last use is more than N days ago")
     cache.add_argument("--dry-run", action="store_true", help="with --prune-unused-days: list, remove nothing")
 
+    export = sub.add_parser("export", help="export a run's trained arm: merged model, GGUF (f16 and 4-bit), "
+                                           "Ollama Modelfile, and a served re-score on the held-out items")
+    export.add_argument("run", type=Path, help="a finished run directory (results/<task>/<run-id>)")
+    export.add_argument("--strategy", help="the arm to export (default: the verdict's choice, if it has trained "
+                                           "weights)")
+    export.add_argument("--quant", default="Q4_K_M", help="llama.cpp quantization type of the 4-bit file "
+                                                          "(default Q4_K_M; e.g. Q4_0, Q5_K_M, Q8_0)")
+    export.add_argument("--no-rescore", dest="rescore", action="store_false",
+                        help="write the files only; skip answering the held-out items with them")
+    export.add_argument("--ollama-create", metavar="NAME", help="also `ollama create NAME` and score through "
+                                                               "Ollama (needs a server at OLLAMA_HOST)")
+
     keys = sub.add_parser("keys", help="print every task.yaml key, its default and meaning (Markdown)")
     keys.add_argument("--write", type=Path, help="replace the table between the keys markers of this file")
     return parser
@@ -293,6 +305,14 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return result["status"]
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export.pipeline import export_run
+
+    folder = export_run(args.run, args.strategy, args.quant, args.rescore, args.ollama_create)
+    print(f"exported to {folder} (manifest.json lists every file); report rebuilt: {args.run / 'report.md'}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from harness.config import config_reference
 
@@ -313,4 +333,4 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compare": cmd_compare, "report": cmd_report, "validate": cmd_validate, "bless": cmd_bless,
-            "regress": cmd_regress, "keys": cmd_keys, "cache": cmd_cache}
+            "regress": cmd_regress, "keys": cmd_keys, "cache": cmd_cache, "export": cmd_export}

@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 from harness.report_format import md_table
 from harness.report_matrix import matrix, verdict_line
 from harness.report_record import LoadedRun, RunReport
+from harness.report_served import load_served, served_warnings
 from harness.run_schema import SCHEMA_VERSION, StrategyMetrics
 from harness.rundir import write_json
 from harness.stats import compare_strategies
@@ -86,8 +87,9 @@ def load_run(run_dir: Path) -> LoadedRun:
         pred_path = run_dir / name / "predictions.jsonl"
         if metrics[name].ok and pred_path.is_file():
             items[name] = _read_jsonl(pred_path)
+    served, served_problems = load_served(run_dir)
     return LoadedRun(config, run, _read(run_dir / "split.json") or {}, _read(run_dir / "environment.json") or {},
-                     metrics, items, by_weights(_read(run_dir / "benchmarks.json") or {}))
+                     metrics, items, by_weights(_read(run_dir / "benchmarks.json") or {}), served, served_problems)
 
 
 def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
@@ -116,14 +118,15 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
     return RunReport(
         task=cfg["name"], description=cfg.get("description", ""), run_dir=str(where), run_id=where.name,
         scorer=cfg["scorer"],
-        warnings=run.split.get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics),
+        warnings=run.split.get("warnings", []) + bench.get("warnings", []) + _fit_warnings(metrics)
+        + run.served_problems + served_warnings(run.served),
         split=sizes, strategies=metrics, costs=costs, benchmarks={n: _bench_for(bench, n) for n in metrics},
         pairs=pairs, break_even=break_even, forgetting=forgetting, verdict=decision,
         what_would_change=verdict_rule.what_would_change(decision, metrics, cfg["facts"], n_labeled, break_even,
                                                          volume),
         criteria=verdict_rule.criteria(metrics, pairs, costs, cfg["facts"], n_labeled, break_even, volume),
         config=cfg, environment=env, contamination=run.split.get("contamination", {}),
-        latencies={n: [p["latency_s"] for p in run.items[n]] for n in run.items})
+        latencies={n: [p["latency_s"] for p in run.items[n]] for n in run.items}, served=run.served)
 
 
 def _fit_warnings(metrics: dict[str, StrategyMetrics]) -> list[str]:

@@ -62,6 +62,10 @@ class LoadedRun:
     """Per strategy that ran, its predictions.jsonl rows (score as a fraction, latency in seconds)."""
     benchmarks: dict[str, Any]
     """benchmarks.json in its current layout ({weights, by_strategy, forgetting, warnings})."""
+    served: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per exported strategy, its export/<strategy>/served.json (harness/report_served.py)."""
+    served_problems: list[str] = field(default_factory=list)
+    """One line per served.json that could not be read (the report's warnings)."""
 
     @property
     def ran(self) -> dict[str, StrategyMetrics]:
@@ -100,6 +104,8 @@ class RunReport:
     contamination: dict[str, Any]
     latencies: dict[str, list[float]] = field(default_factory=dict, metadata={"unit": "s"})
     """Per strategy, the latency of each test item in the scoring pass."""
+    served: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per exported strategy, its served.json: the GGUF files re-scored on the test items (absent when none)."""
 
     @property
     def ran(self) -> dict[str, StrategyMetrics]:
@@ -109,7 +115,9 @@ class RunReport:
         """report.json: each strategy's metrics with its cost and benchmarks nested, and the `units` map."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         for f in dataclasses.fields(self):
-            if f.name not in ("strategies", "costs", "benchmarks", "break_even"):
+            # No export, no `served` key: report.json stays as it was before exports existed.
+            nested = f.name in ("strategies", "costs", "benchmarks", "break_even")
+            if not nested and (f.name != "served" or self.served):
                 out[f.name] = getattr(self, f.name)
         out["break_even_answers"] = self.break_even
         out["strategies"] = {}
@@ -123,6 +131,10 @@ class RunReport:
         units |= {f"strategies.*.cost.{k}": v for k, v in units_of(Cost).items()}
         out["units"] = units | {"latencies": "s", "break_even_answers": "answers",
                                 "pairs.diff": "fraction", "pairs.ci_low": "fraction", "pairs.ci_high": "fraction"}
+        if self.served:
+            from harness.report_served import UNITS
+
+            out["units"] |= UNITS
         return out
 
     @classmethod

@@ -2,9 +2,10 @@
 
 report.md and report.html are two renderings of the same `Report` (harness/report_render.py), so a
 section added here appears in both. Sections, in order: Warnings (when any), Verdict, Decision matrix,
-Plots, Paired comparisons, Criteria, Retrieval (strategies with retrieval metrics), Fine-tune (one per
-trained adapter with a training record, naming every strategy that answers with it), Strategy details
-(other fit facts), Setup. Which section shows a strategy is decided by its facts, never its name.
+Plots, Paired comparisons, Served (exported) models (when the run has exports), Criteria, Retrieval
+(strategies with retrieval metrics), Fine-tune (one per trained adapter with a training record, naming every
+strategy that answers with it), Strategy details (other fit facts), Setup. Which section shows a strategy is
+decided by its facts, never its name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from harness.report_format import BOUNDED_SCORERS, bullets, count, duration, fac
 from harness.report_matrix import latency_kinds, matrix, pairs_table, verdict_line
 from harness.report_plots import Plot, figures, loss_plot_owners
 from harness.report_record import RunReport
+from harness.report_served import HEADING, served_body
 from harness.run_schema import RetrievalMetrics, StrategyMetrics
 from harness.training.summary import body_lines
 
@@ -113,6 +115,10 @@ def _pairs(a: RunReport) -> Section:
                    + md_table(pairs_table(a.pairs)))
 
 
+def _served(a: RunReport) -> Section | None:
+    return Section(HEADING, served_body(a.served, a.strategies, a.scorer)) if a.served else None
+
+
 def _retrieval_lines(r: RetrievalMetrics) -> list[str]:
     k, src, ans = r.k, r.by_source, r.by_answer
     lines = []
@@ -198,7 +204,7 @@ def build_report(a: RunReport) -> Report:
     """The report of one analysis (harness.report.analyze), with its figures drawn."""
     plots = figures(a)
     sections = [Section("Warnings", bullets(a.warnings), css_class="warn")] if a.warnings else []
-    sections += [_verdict(a), _matrix(a), _plots(a, plots), _pairs(a),
+    sections += [_verdict(a), _matrix(a), _plots(a, plots), _pairs(a), _served(a),
                  Section("Criteria", md_table(pd.DataFrame(a.criteria)))]
     sections += _strategy_sections(a, plots) + [_setup(a)]
     return Report(f"{a.task}: {' vs '.join(a.strategies)}", a.description,

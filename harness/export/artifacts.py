@@ -1,0 +1,133 @@
+"""The exported files: the merged model, its GGUFs (f16 and a quantized type) and the manifest.
+
+- `merge(base, adapter, out)`: `merge_and_unload` of the LoRA adapter into the base weights, saved as safetensors
+  with the tokenizer and its chat template (harness.training.adapters).
+- `to_gguf(merged, out)`: llama.cpp's own `convert_hf_to_gguf.py --outtype f16` (harness.gguf).
+- `quantize(f16, out, quant)`: llama.cpp's quantizer, reached through llama-cpp-python's `llama_model_quantize`
+  (the same code as the `llama-quantize` tool). Tensors whose rows do not split into the type's blocks (SmolLM2's
+  576 columns are not a multiple of 256) get llama.cpp's own fallback type; the manifest records the file's type.
+- `write_manifest(folder, record)`: every file with its size and sha256, the quant types and tool versions;
+  written last, so an export folder with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+MANIFEST = "manifest.json"
+
+
+def quant_types() -> dict[str, int]:
+    """llama.cpp's file types by name ("Q4_K_M" -> 15), as llama-cpp-python exposes them (LLAMA_FTYPE_MOSTLY_*)."""
+    import llama_cpp
+
+    prefix = "LLAMA_FTYPE_MOSTLY_"
+    return {name.removeprefix(prefix): int(getattr(llama_cpp, name)) for name in dir(llama_cpp)
+            if name.startswith(prefix)}
+
+
+def check_quant(quant: str) -> str:
+    """The quant type's canonical name, or one line naming the types there are."""
+    try:
+        known = quant_types()
+    except ImportError:
+        raise HarnessError("export needs llama-cpp-python (run `make setup`)") from None
+    name = quant.upper()
+    if name not in known or name in ("F32", "F16", "BF16"):
+        choices = ", ".join(sorted(n for n in known if n not in ("F32", "F16", "BF16") and "GUESSED" not in n))
+        raise HarnessError(f"--quant {quant}: not a llama.cpp quantization type; one of {choices}")
+    return name
+
+
+def merge(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
+    """The base model with the adapter folded in (float32 arithmetic, saved as safetensors)."""
+    from harness.training.adapters import merge_adapter
+
+    began = time.perf_counter()
+    print(f"[export] merging the adapter into {base_path} (merge_and_unload)", file=sys.stderr, flush=True)
+    merge_adapter(base_path, adapter_dir, out_dir, "float32")
+    print(f"[export] merged in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+    return out_dir
+
+
+def to_gguf(merged_dir: Path, out: Path) -> Path:
+    """The merged folder as an f16 GGUF, by llama.cpp's convert_hf_to_gguf.py (its log beside the file)."""
+    from harness.gguf import _convert
+
+    return _convert(out, "convert_hf_to_gguf.py", [str(merged_dir), "--outtype", "f16"],
+                    "the merged model to GGUF (f16)")
+
+
+def quantize(source: Path, out: Path, quant: str, threads: int | None = None) -> Path:
+    """`source` (a GGUF) quantized to `quant` by llama.cpp's quantizer, written whole or not at all."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = quant_types()[quant]
+    params.nthread = threads or os.cpu_count() or 1
+    tmp = out.with_name(f".{out.name}.tmp")
+    print(f"[export] quantizing {source.name} to {quant} with llama.cpp's quantizer", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    try:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+        if status != 0 or not tmp.is_file():
+            raise HarnessError(f"llama.cpp's quantizer failed on {source} ({quant}, status {status})")
+        tmp.rename(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"[export] quantized in {time.perf_counter() - began:.1f} s ({out.stat().st_size / 2**20:.1f} MiB)",
+          file=sys.stderr, flush=True)
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str | None]:
+    """llama-cpp-python (whose vendored llama.cpp quantized and serves), and the converters' gguf-py."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from harness.gguf import converters_dir
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    gguf_py = None
+    tools = converters_dir()
+    if tools is not None and (tools / "gguf-py" / "pyproject.toml").is_file():
+        import tomllib
+
+        gguf_py = tomllib.loads((tools / "gguf-py" / "pyproject.toml").read_text()).get("project", {}).get("version")
+    return {"llama_cpp_python": installed("llama_cpp_python"), "converters_gguf_py": gguf_py,
+            "converters": str(tools) if tools else None, "transformers": installed("transformers"),
+            "peft": installed("peft")}
+
+
+def write_manifest(folder: Path, record: dict[str, Any]) -> Path:
+    """Every file under `folder` (size in bytes, sha256) plus `record`; written last, through a rename."""
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files.append({"path": path.relative_to(folder).as_posix(), "size_bytes": path.stat().st_size,
+                      "sha256": sha256(path)})
+    out = folder / MANIFEST
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**record, "files": files, "units": {"size_bytes": "bytes"}}, indent=2) + "\n",
+                   encoding="utf-8")
+    tmp.rename(out)
+    return out
