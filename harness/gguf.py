@@ -164,6 +164,7 @@ def _convert(target: Path, script: str, args: list[str], what: str) -> Path:
                 last = line.strip() or last
         if child.returncode != 0:
             raise HarnessError(f"llama.cpp's {script} failed for {what}: {last[:300]} (full output: {log_path})")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be read (by Ollama, say)
         tmp.rename(target)
     finally:
         tmp.unlink(missing_ok=True)

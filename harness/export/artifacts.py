@@ -54,6 +54,9 @@ def merge(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
     began = time.perf_counter()
     print(f"[export] merging the adapter into {base_path} (merge_and_unload)", file=sys.stderr, flush=True)
     merge_adapter(base_path, adapter_dir, out_dir, "float32")
+    if repair_byte_level_decoder(out_dir):
+        print("[export] tokenizer.json: byte-level decoder restored (the GGUF loader's was SentencePiece-style)",
+              file=sys.stderr, flush=True)
     print(f"[export] merged in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     return out_dir
 
@@ -67,8 +70,12 @@ def to_gguf(merged_dir: Path, out: Path) -> Path:
 
 
 def quantize(source: Path, out: Path, quant: str, threads: int | None = None) -> Path:
-    """`source` (a GGUF) quantized to `quant` by llama.cpp's quantizer, written whole or not at all."""
+    """`source` (a GGUF) quantized to `quant` by llama.cpp's quantizer, written whole or not at all. Its log (a line
+    per tensor, and a warning per tensor that falls back to another type) goes to `<out>.quantize.log`."""
+    import ctypes
+
     import llama_cpp
+    from llama_cpp import _logger
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = quant_types()[quant]
@@ -76,16 +83,77 @@ def quantize(source: Path, out: Path, quant: str, threads: int | None = None) ->
     tmp = out.with_name(f".{out.name}.tmp")
     print(f"[export] quantizing {source.name} to {quant} with llama.cpp's quantizer", file=sys.stderr, flush=True)
     began = time.perf_counter()
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        lines.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
     try:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
         if status != 0 or not tmp.is_file():
-            raise HarnessError(f"llama.cpp's quantizer failed on {source} ({quant}, status {status})")
+            raise HarnessError(f"llama.cpp's quantizer failed on {source} ({quant}, status {status}); its log: "
+                               f"{out.name}.quantize.log")
         tmp.rename(out)
     finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        out.with_name(out.name + ".quantize.log").write_text("".join(lines), encoding="utf-8")
         tmp.unlink(missing_ok=True)
-    print(f"[export] quantized in {time.perf_counter() - began:.1f} s ({out.stat().st_size / 2**20:.1f} MiB)",
-          file=sys.stderr, flush=True)
+    fallbacks = sum("falling back" in line for line in "".join(lines).splitlines())
+    fell_back = (f"; {fallbacks} tensors whose rows do not split into {quant}'s blocks took llama.cpp's fallback type"
+                 if fallbacks else "")
+    print(f"[export] quantized in {time.perf_counter() - began:.1f} s ({out.stat().st_size / 2**20:.1f} MiB)"
+          f"{fell_back}", file=sys.stderr, flush=True)
     return out
+
+
+def repair_byte_level_decoder(folder: Path) -> bool:
+    """Give a byte-level BPE tokenizer.json a byte-level decoder again; True if it needed it.
+
+    transformers' GGUF tokenizer loader (harness.models dequantizes the embedded model with it) writes a
+    SentencePiece-style decoder (ByteFallback, Replace "▁") for GPT-2-style vocabularies. convert_hf_to_gguf.py
+    reads that decoder as a SentencePiece vocabulary: the GGUF gets tokenizer model "llama" with no merges, and
+    llama.cpp aborts on the first byte it cannot map. The tokens and merges are right; only the decoder is not."""
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text(encoding="utf-8"))
+    pre, decoder = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
+    parts = decoder.get("decoders", []) if decoder.get("type") == "Sequence" else [decoder]
+    byte_level = (data.get("model") or {}).get("type") == "BPE" and pre.get("type") == "ByteLevel"
+    if not byte_level or not any(p.get("type") == "ByteFallback" for p in parts):
+        return False
+    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": pre.get("add_prefix_space", False),
+                       "trim_offsets": pre.get("trim_offsets", True), "use_regex": pre.get("use_regex", True)}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    return True
+
+
+def check_vocab(gguf: Path, model_dir: Path, texts: list[str]) -> None:
+    """The GGUF's tokenizer (llama.cpp) splits `texts` into the same ids as the model folder's (transformers),
+    or the export stops: a GGUF that tokenizes differently answers differently whatever its weights."""
+    from transformers import AutoTokenizer
+
+    from harness.backends.llamacpp import LlamaCppBackend
+
+    served = LlamaCppBackend(str(gguf), use_cache=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for text in texts:
+        ours, theirs = served.tokenize(text), tokenizer(text, add_special_tokens=False)["input_ids"]
+        if ours != theirs:
+            at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+            raise HarnessError(f"{gguf.name} tokenizes differently from {model_dir}: {text[:60]!r} gives "
+                               f"{ours[at:at + 5]} in llama.cpp and {theirs[at:at + 5]} in transformers at token {at} "
+                               f"(tokenizer model {describe_tokenizer(gguf)})")
+
+
+def describe_tokenizer(gguf: Path) -> str:
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    model = fields.get("tokenizer.ggml.model")
+    return model.contents() if model is not None else "unknown"
 
 
 def sha256(path: Path) -> str:

@@ -87,6 +87,7 @@ def export_run(run_dir: Path, strategy: str | None = None, quant: str = DEFAULT_
     try:
         merged = artifacts.merge(base, adapter, staging / "merged")
         f16 = artifacts.to_gguf(merged, staging / "model-f16.gguf")
+        artifacts.check_vocab(f16, merged, _vocab_probes(task, run.items[name]))
         threads = run.config["model"]["threads"]
         quantized = artifacts.quantize(f16, staging / f"model-{quant.lower()}.gguf", quant, threads)
         family = _write_modelfile(staging, merged, quantized, task or _task_for_template(run_dir), run.config)
@@ -116,6 +117,15 @@ def export_run(run_dir: Path, strategy: str | None = None, quant: str = DEFAULT_
         raise
     write_report(run_dir)
     return final
+
+
+def _vocab_probes(task: Any, items: list[dict[str, Any]]) -> list[str]:
+    """Texts the GGUF must tokenize as transformers does: the arm's answers and references, the task's system
+    prompt, and the characters byte-level vocabularies fall back on."""
+    texts = [t for item in items[:20] for t in (item.get("prediction", ""), item.get("reference", "")) if t]
+    if task is not None and task.config.prompt.system:
+        texts.append(task.config.prompt.system)
+    return texts + ["naïve café — 東京 🙂 \t tabs\n\nand  double  spaces", "<|im_start|>user\nhi<|im_end|>"]
 
 
 def _check_training_cache(strategy: str, content_id: str | None) -> None:
@@ -210,7 +220,10 @@ def _write_modelfile(folder: Path, merged: Path, quantized: Path, task: Any, con
         conversations.append(example)
     family, template = modelfile.choose_template(render_hf, conversations, modelfile_system=cfg.prompt.system or "")
     stops = _end_tokens(merged) + list(cfg.generation.stop)
-    parameters = {"num_ctx": cfg.model.context_length or 4096, "num_predict": cfg.generation.max_new_tokens,
+    from harness.backends.llamacpp import DEFAULT_CONTEXT
+
+    # The window the served re-score ran with (the llamacpp backend's), so Ollama answers in the same one.
+    parameters = {"num_ctx": cfg.model.context_length or DEFAULT_CONTEXT, "num_predict": cfg.generation.max_new_tokens,
                   "seed": 0}
     text = modelfile.modelfile_text(quantized.name, template, cfg.prompt.system or "", stops, parameters)
     (folder / "Modelfile").write_text(text, encoding="utf-8")
