@@ -64,8 +64,14 @@ def _one_time(m: StrategyMetrics, c: Cost) -> str:
 
 def _throughput(m: StrategyMetrics) -> str:
     if m.throughput is None:
-        return NOT_RUN
-    return f"{m.throughput:.3g}" + (f" at batch size {m.batch_size}" if m.batch_size else "")
+        return "n/a"
+    return f"{m.throughput:.3g}" + (f" at batch size {m.batch_size}" if m.batch_size and _batches(m) else "")
+
+
+def _batches(m: StrategyMetrics) -> bool:
+    """Only transformers generates a batch of prompts at once; llama.cpp answers one prompt at a time per
+    instance and a server as many as are in flight, so a batch size says nothing about them."""
+    return (m.serving or {}).get("backend", "transformers") in ("transformers", "unsloth")
 
 
 def matrix(a: RunReport) -> pd.DataFrame:

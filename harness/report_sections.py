@@ -59,12 +59,21 @@ def _verdict(a: RunReport) -> Section:
     return Section("Verdict", "\n\n".join(parts), css_class="verdict")
 
 
+def _throughput_definition(a: RunReport, batch: int) -> str:
+    backends = {(m.serving or {}).get("backend", "transformers") for m in a.strategies.values() if m.ok}
+    if backends <= {"transformers", "unsloth"}:
+        return f"throughput is answers per second at the batch size used (configured {batch})."
+    return (f"throughput is answers per second in the scoring pass: on transformers at the batch size used "
+            f"(configured {batch}), on llama.cpp one prompt at a time per instance, on a server with "
+            "`model.concurrency` requests in flight.")
+
+
 def _latency_definition(a: RunReport) -> str:
     kinds = latency_kinds(a)
     batch = a.config["generation"]["batch_size"]
     if kinds == {"single request"}:
         return ("Latency is single-request latency: seconds to answer one request on its own (p50 / p95 over the "
-                f"test items); throughput is answers per second at the batch size used (configured {batch}).")
+                f"test items); {_throughput_definition(a, batch)}")
     if kinds == {None}:
         return ("Latency here is batch wall time per answer (old run): the wall time of the generation batch "
                 f"holding the answer (batch size {batch}), not the latency one user would see.")

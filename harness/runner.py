@@ -163,7 +163,8 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     rate = metrics.throughput
     log(f"[{name}] {cfg.scorer} = {metrics.score:.3f} on {len(test)} items{cached}; latency p50 "
         f"{metrics.latency_p50:.2f} s ({metrics.latency_kind}), throughput "
-        + (f"{rate:.2f} answers/s at batch {cfg.generation.batch_size}" if rate else "not measured"))
+        + (f"{rate:.2f} answers/s" + (f" at batch {cfg.generation.batch_size}" if metrics.serving.get("backend")
+                                       in ("transformers", "unsloth") else "") if rate else "not measured"))
     return metrics.to_json()
 
 
