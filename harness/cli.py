@@ -306,9 +306,16 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export.modelfile import TemplateMismatch
     from harness.export.pipeline import export_run
 
-    folder = export_run(args.run, args.strategy, args.quant, args.rescore, args.ollama_create)
+    try:
+        folder = export_run(args.run, args.strategy, args.quant, args.rescore, args.ollama_create)
+    except TemplateMismatch as exc:
+        # The error stays one line; the two renderings it points at go above it, side by side.
+        headline, _, detail = str(exc).partition("\n")
+        print(detail, file=sys.stderr)
+        raise HarnessError(f"{headline} (the two renderings are shown above)") from None
     print(f"exported to {folder} (manifest.json lists every file); report rebuilt: {args.run / 'report.md'}")
     return 0
 

@@ -137,3 +137,20 @@ def test_refusals_leave_nothing(exported, run_dir):
     proc = subprocess.run([sys.executable, "-m", "harness", "export", str(run_dir), "--strategy", "prompt"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "base model" in proc.stderr
+
+
+def test_template_mismatch_stops_the_export_and_leaves_nothing(run_dir, tmp_path, monkeypatch, capsys):
+    """With only a wrong template family to choose from (no newline after the role), the export fails after its
+    files were made: one error line, the two renderings side by side above it, and no export folder."""
+    from harness import cli
+    from harness.export import modelfile
+
+    copy = Path(shutil.copytree(run_dir, tmp_path / run_dir.name, ignore=shutil.ignore_patterns("export")))
+    wrong = "{{- range .Messages }}<|im_start|>{{ .Role }}{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+    monkeypatch.setattr(modelfile, "FAMILIES", {"chatml-wrong": wrong})
+    assert cli.main(["export", str(copy), "--strategy", "finetune", "--no-rescore"]) == 2
+    err = capsys.readouterr().err
+    last = err.rstrip("\n").splitlines()[-1]
+    assert last.startswith("error: no Ollama template family (chatml-wrong)") and "shown above" in last
+    assert "| tokenizer chat template" in err and "'<|im_start|>system\\n'" in err
+    assert not (copy / "export").exists()

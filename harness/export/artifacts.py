@@ -48,17 +48,29 @@ def check_quant(quant: str) -> str:
 
 
 def merge(base_path: str, adapter_dir: Path, out_dir: Path) -> Path:
-    """The base model with the adapter folded in (float32 arithmetic, saved as safetensors)."""
+    """The base model with the adapter folded in, in the base's own dtype, saved as safetensors."""
     from harness.training.adapters import merge_adapter
 
     began = time.perf_counter()
     print(f"[export] merging the adapter into {base_path} (merge_and_unload)", file=sys.stderr, flush=True)
-    merge_adapter(base_path, adapter_dir, out_dir, "float32")
+    merge_adapter(base_path, adapter_dir, out_dir, saved_dtype(base_path))
     if repair_byte_level_decoder(out_dir):
         print("[export] tokenizer.json: byte-level decoder restored (the GGUF loader's was SentencePiece-style)",
               file=sys.stderr, flush=True)
     print(f"[export] merged in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     return out_dir
+
+
+def saved_dtype(model_path: str) -> str:
+    """The dtype the base model's weights are stored in (config.json), so the merged copy is no larger than the
+    base: float32 for the embedded model (dequantized), bfloat16 for most hub models. Unknown: float32."""
+    config = Path(model_path) / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        dtype = data.get("dtype") or data.get("torch_dtype")
+        if dtype in ("float32", "float16", "bfloat16"):
+            return dtype
+    return "float32"
 
 
 def to_gguf(merged_dir: Path, out: Path) -> Path:
