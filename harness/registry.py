@@ -17,9 +17,13 @@ from typing import Any
 @dataclass(frozen=True)
 class ScorerEntry:
     target: str
-    """"module:function" taking (prediction, reference) and returning a score in [0, 1]."""
+    """"module:function" taking (prediction, reference) and returning a score in [0, 1]; or, with `batch`,
+    "module:Class" built as Class(config, task_dir, backend) whose `score_all(predictions, examples)` returns a
+    `harness.scoring.Scored` (per-item scores and details, and figures for the whole set)."""
     binary: bool
     """Scores are 0 or 1 only: paired tests use McNemar and intervals Wilson's method."""
+    batch: bool = False
+    """Scores all answers at once with the task's config (labels, a judge model...), see `target`."""
 
 
 STRATEGIES: dict[str, str] = {

@@ -153,6 +153,9 @@ class StrategyMetrics:
     """Retrieval quality and timing, for a strategy that retrieves passages; else None."""
     serving: dict[str, Any] | None = None
     """How the answers were served: {backend, quantization}; None in runs made before it was recorded."""
+    scoring: dict[str, Any] | None = None
+    """Figures a batch scorer gives for the whole set (a label scorer's macro-F1 and per-class figures, a judge's
+    calibration); None for per-item scorers (harness.scoring.Scored.summary)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Figures a strategy reported that this schema does not name (kept, shown nowhere)."""
 

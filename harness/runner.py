@@ -35,6 +35,7 @@ from harness.models import resolve_model
 from harness.records import FitRecord, Weights
 from harness.run_schema import StrategyMetrics
 from harness.rundir import check_results_root, staged_run, write_json, write_manifest
+from harness.scoring import score_items
 from harness.task import Task
 
 RESULTS_DIR = Path("results")
@@ -137,18 +138,20 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     answer_seconds = time.perf_counter() - began
     assert [p.id for p in predictions] == [ex.id for ex in test], f"{name} must answer every query in order"
 
-    scorer = registry.scorer(cfg.scorer)
-    scores = [scorer(p.text, ex.output) for p, ex in zip(predictions, test)]
+    scored = score_items(cfg, task.folder, [p.text for p in predictions], test, backend)
+    scores = scored.scores
+    details = scored.details or [{} for _ in predictions]
     with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
-        for p, ex, s in zip(predictions, test, scores):
+        for p, ex, s, d in zip(predictions, test, scores, details):
             record = {"id": p.id, "prediction": p.text, "reference": ex.output, "score": s,
                       "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
-                      "latency_s": round(p.latency_s, 4), "compute_s": round(p.compute_s, 4), **p.extra}
+                      "latency_s": round(p.latency_s, 4), "compute_s": round(p.compute_s, 4), **p.extra, **d}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
                **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
                "answer_time": round(answer_seconds, 2), "fit": dataclasses.asdict(fit),
-               "serving": {**ctx.backend().serving, "weights": fit.weights.key}}  # the engine; fit says the weights
+               "serving": {**ctx.backend().serving, "weights": fit.weights.key},  # the engine; fit says the weights
+               "scoring": scored.summary or None}
     # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
     summary.update(throughput(summary, cfg.generation.batch_size))
     summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,

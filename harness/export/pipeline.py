@@ -157,7 +157,7 @@ def _served_row(staging: Path, name: str, content_id: str | None, header: dict[s
     row = dict(header)
     predictions = served.answer_with(backend, name, str(content_id), task, test, staging / f".rescore-{variant}",
                                      f"re-scoring {variant}")
-    figures, items = served.compare_with_arm(predictions, test, arm_items, cfg.scorer, cfg.data.split_seed)
+    figures, items = served.compare_with_arm(predictions, test, arm_items, cfg, task.folder, lambda: backend)
     row.update(figures)
     with (staging / f"served-{variant}.jsonl").open("w", encoding="utf-8") as f:
         for item in items:

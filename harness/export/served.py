@@ -117,15 +117,15 @@ def answer_with(served: Any, strategy_name: str, content_id: str, task, test: li
     return predictions
 
 
-def compare_with_arm(predictions: list[Any], test: list, arm_items: list[dict[str, Any]], scorer_name: str,
-                     seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(row figures, per-item records) of served answers against the arm's recorded ones, paired by id."""
-    from harness import registry
+def compare_with_arm(predictions: list[Any], test: list, arm_items: list[dict[str, Any]], config: Any,
+                     task_dir: Path, backend: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(row figures, per-item records) of served answers against the arm's recorded ones, paired by id, scored
+    by the task's scorer (`backend`: a callable giving a model, for scorers that need one, e.g. a judge)."""
     from harness.metrics import BINARY, summarize
+    from harness.scoring import score_items
     from harness.stats import mcnemar_p, paired_bootstrap_ci, sign_flip_p
 
-    scorer = registry.scorer(scorer_name)
-    scores = [float(scorer(p.text, ex.output)) for p, ex in zip(predictions, test)]
+    scores = score_items(config, task_dir, [p.text for p in predictions], test, backend).scores
     arm = {r["id"]: r for r in arm_items}
     missing = [ex.id for ex in test if ex.id not in arm]
     if missing:
@@ -133,6 +133,7 @@ def compare_with_arm(predictions: list[Any], test: list, arm_items: list[dict[st
     served_scores = np.array(scores)
     arm_scores = np.array([float(arm[ex.id]["score"]) for ex in test])
     same = sum(p.text == arm[ex.id]["prediction"] for p, ex in zip(predictions, test))
+    scorer_name, seed = config.scorer, config.data.split_seed
     binary = scorer_name in BINARY
     summary = summarize(scores, predictions, scorer_name, seed=seed)
     low, high = paired_bootstrap_ci(served_scores, arm_scores, seed)
