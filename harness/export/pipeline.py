@@ -158,7 +158,12 @@ def _served_row(staging: Path, name: str, content_id: str | None, header: dict[s
     row = dict(header)
     predictions = served.answer_with(backend, name, str(content_id), task, test, staging / f".rescore-{variant}",
                                      f"re-scoring {variant}")
-    figures, items = served.compare_with_arm(predictions, test, arm_items, cfg, task.folder, lambda: backend)
+    # A scorer that needs a model (a judge defaulting to the task's model) gets the run's base model, as the arm's
+    # answers were scored by: never the exported model grading its own answers.
+    from harness.runner import _model_loader
+
+    figures, items = served.compare_with_arm(predictions, test, arm_items, cfg, task.folder,
+                                             _model_loader(cfg, lambda *_: None, True))
     row.update(figures)
     with (staging / f"served-{variant}.jsonl").open("w", encoding="utf-8") as f:
         for item in items:
