@@ -105,6 +105,16 @@ class PromptConfig:
                          "separator when empty). Chat-format data uses its own user message.")
     k_shot: int = _opt(0, "Worked examples from train put before the question (0 = zero-shot).", min=0, max=64)
     shot_seed: int = _opt(0, "Seed for drawing the k-shot examples.")
+    shot_selection: str = _opt("random", "How shots are chosen when not searched: random (seeded, the same for every "
+                               "question) or knn (per question, the most similar training examples by "
+                               "rag.embedding_model).", choices=("random", "knn"))
+    system_alternatives: list[str] = _opt([], "Other system prompts the search tries besides `system`.")
+    search: bool = _opt(True, "Tune the prompt on dev before the test: each k in search_k_shots (and k_shot) that "
+                        "fits the context x shot selection (random, knn) x system prompt; the best dev score wins "
+                        "(ties: fewer prompt tokens). Used by `prompt` and `rag`. false: the settings as given.")
+    search_k_shots: list[int] = _opt([0, 3, 8], "Shot counts the prompt search tries, besides k_shot.", min=0, max=64)
+    search_dev_limit: int = _opt(16, "Dev items each prompt-search candidate answers (the first N of dev).",
+                                 min=1, max=100_000)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,12 @@ class RagConfig:
     context_template: str = _opt("Answer the question using the passages below, ranked by relevance.\n\n"
                                  "{passages}\n\nQuestion:",
                                  "Text put before the question; {passages} becomes the retrieved passages.")
+    search: bool = _opt(True, "Tune rag on dev before the test: each k in search_k (and k), then the best k without "
+                        "the prompt's shots; the best dev score wins (ties: fewer prompt tokens). Long prompts: "
+                        "each candidate costs search_dev_limit answers.")
+    search_k: list[int] = _opt([1], "Passage counts the rag search tries, besides k.", min=1, max=100)
+    search_dev_limit: int = _opt(16, "Dev items each rag-search candidate answers (the first N of dev).",
+                                 min=1, max=100_000)
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,29 @@ class RegressConfig:
 
 
 @dataclass(frozen=True)
+class JudgeConfig:
+    model: str | None = _opt(None, "Judge model of `scorer: judge`: a model name as in model.name, or a server's model "
+                             "id (default: the task's model, answering through the run's backend).")
+    backend: str = _opt("auto", "The judge model's backend (with `model`), as model.backend; openai for a strong "
+                        "served judge.", choices=("auto", *BACKEND_NAMES))
+    base_url: str | None = _opt(None, "The judge server's URL (backend openai or ollama), as model.base_url.")
+    api_key_env: str | None = _opt(None, "Environment variable holding the judge server's API key, as "
+                                   "model.api_key_env.")
+    rubric: str = _opt("The candidate is correct when it gives the same answer as the reference: the same facts, "
+                       "names or values, in any wording. A missing, extra or wrong part of the answer makes it "
+                       "incorrect.", "What makes an answer right, given to the judge with the question, the reference "
+                       "and the answer; the harness adds the reply format of `scale` and the instruction to ignore "
+                       "length and style.")
+    scale: str = _opt("binary", "binary: PASS (1) or FAIL (0); 1-5: a grade mapped to 0-1 ((grade - 1) / 4).",
+                      choices=("binary", "1-5"))
+    labels_file: str | None = _opt(None, "Human grades of answers, JSONL lines {\"id\", \"prediction\", \"grade\"} "
+                                   "(0/1 or 1-5), for the judge's agreement and Cohen's kappa (default: "
+                                   "judge_labels.jsonl in the task folder, when there is one).")
+    max_new_tokens: int = _opt(16, "The judge's reply budget in tokens (greedy; the verdict is one word or number).",
+                               min=1, max=4096)
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     name: str = _opt("", "Task name (default: the folder name).")
     description: str = _opt("", "One line on what the task is.")
@@ -247,6 +286,9 @@ class TaskConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig, metadata={"help": "Prompt construction."})
     generation: GenerationConfig = field(default_factory=GenerationConfig, metadata={"help": "Decoding."})
     scorer: str = _opt("token_f1", "How an answer is scored against the reference.", choices=SCORER_NAMES)
+    labels: list[str] = _opt([], "The classes of `scorer: label` (at least 2); each answer is mapped to one of them "
+                             "or to 'invalid'. Empty: the distinct outputs of the train and dev examples (test "
+                             "outputs outside them are warned about, never added).")
     strategies: list[str] = _opt(list(STRATEGY_NAMES), "Strategies to run, in order.", choices=STRATEGY_NAMES)
     rag: RagConfig = field(default_factory=RagConfig, metadata={"help": "Retrieval strategy settings."})
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig, metadata={"help": "LoRA fine-tune settings."})
@@ -254,6 +296,7 @@ class TaskConfig:
     cost: CostConfig = field(default_factory=CostConfig, metadata={"help": "Prices for the cost model."})
     facts: FactsConfig = field(default_factory=FactsConfig, metadata={"help": "What you know about the task."})
     regress: RegressConfig = field(default_factory=RegressConfig, metadata={"help": "Margins of `make regress`."})
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "The judge model of `scorer: judge`."})
 
 
 def load_task_config(path: Path, overrides: list[str] = (), origins: dict[str, str] | None = None  # type: ignore[assignment]
@@ -285,6 +328,16 @@ def load_task_config(path: Path, overrides: list[str] = (), origins: dict[str, s
     for key, (allowed, required) in TEMPLATES.items():
         if problem := _template_problem(functools.reduce(getattr, key.split("."), cfg), allowed, required):
             fail(key, problem)
+    if cfg.scorer == "label" and cfg.labels:
+        from harness.scorers.label import labels_problem  # the label scorer normalizes, so it judges the list
+
+        if problem := labels_problem(cfg.labels):
+            fail("labels", problem)
+    if cfg.scorer == "judge":
+        from harness.scorers.judge import judge_config_problem  # it reads judge_labels.jsonl: a bad line stops here
+
+        if problem := judge_config_problem(cfg, path.parent):
+            fail(*problem)
     _check_paths(cfg, path.parent, fail)
     return cfg
 
@@ -392,12 +445,14 @@ def _convert(hint: Any, node: yaml.Node, meta: typing.Mapping[str, Any], path: P
         raise ConfigError(f"{where}: a value is required")
     base = next(o for o in options if o is not type(None))
     if typing.get_origin(base) is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of strings, got {_SHOW.repr(value)}")
-        seen: set[str] = set()
+        item_type = typing.get_args(base)[0]  # str or int
+        if not isinstance(value, list) or not all(type(v) is item_type for v in value):  # type(): bool is no int
+            raise ConfigError(f"{where}: expected a list of {'strings' if item_type is str else 'integers'}, "
+                              f"got {_SHOW.repr(value)}")
+        seen: set[Any] = set()
         for i, item in enumerate(value):
             item_where = f"{at(path, node.value[i].start_mark)}: field '{dotted}'"
-            if not item:
+            if item_type is str and not item:
                 raise ConfigError(f"{item_where}: item {i + 1} is an empty string (as a stop string it would cut "
                                   f"every answer)")
             if item in seen:

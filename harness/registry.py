@@ -48,6 +48,9 @@ SCORERS: dict[str, ScorerEntry] = {
     "rouge_l": ScorerEntry("harness.scoring:rouge_l", binary=False),
     "choice_letter": ScorerEntry("harness.scoring:choice_letter", binary=True),
     "contains": ScorerEntry("harness.scoring:contains", binary=True),
+    "label": ScorerEntry("harness.scorers.label:LabelScorer", binary=True, batch=True),
+    # Not binary: scale 1-5 grades score 0.25 steps, and the sign-flip test is valid for 0/1 scores too.
+    "judge": ScorerEntry("harness.scorers.judge:JudgeScorer", binary=False, batch=True),
 }
 """Scorer name (`scorer`) -> its function and whether it is binary."""
 

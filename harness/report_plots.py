@@ -139,6 +139,9 @@ def figures(a: RunReport) -> dict[str, Plot]:
     for name, owner in loss_plot_owners(ok).items():
         if name == owner:
             out.append(loss_plot(name, ok[name].record.details))
+    from harness.report_label import confusion_plots  # it imports Plot from here
+
+    out += confusion_plots(ok)
     return {p.file: p for p in out if p is not None}
 
 

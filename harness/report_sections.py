@@ -2,10 +2,12 @@
 
 report.md and report.html are two renderings of the same `Report` (harness/report_render.py), so a
 section added here appears in both. Sections, in order: Warnings (when any), Verdict, Decision matrix,
-Plots, Paired comparisons, Served (exported) models (when the run has exports), Criteria, Retrieval
+Plots, Paired comparisons, Served (exported) models (when the run has exports), Criteria, Dev tuning (how
+each arm used dev: its search table and choice), Retrieval
 (strategies with retrieval metrics), Fine-tune (one per trained adapter with a training record, naming every
-strategy that answers with it), Strategy details (other fit facts), Setup. Which section shows a strategy is
-decided by its facts, never its name.
+strategy that answers with it), Judge (strategies scored by a judge model), Classification (label
+scorer: per-class figures, confusion plots), Strategy details (other fit facts),
+Setup. Which section shows a strategy is decided by its facts, never its name.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.report_format import BOUNDED_SCORERS, bullets, count, duration, fact_line, latency_label, md_table, usd
+from harness.report_judge import HEADING as JUDGE_HEADING
+from harness.report_judge import judge_body
+from harness.report_label import label_body
 from harness.report_matrix import latency_kinds, matrix, pairs_table, verdict_line
 from harness.report_plots import Plot, figures, loss_plot_owners
 from harness.report_record import RunReport
+from harness.report_search import dev_tuning_body, model_not_docs
 from harness.report_served import HEADING, served_body
 from harness.run_schema import RetrievalMetrics, StrategyMetrics
 from harness.training.summary import body_lines
 
 CI_METHODS = {"wilson": "Wilson score interval", "bootstrap": "seeded bootstrap"}
 # Fit details that are lists, paths into a cache, or shown elsewhere in the report.
-DETAIL_SKIP = {"shot_ids", "cache_dir", "skipped_files", "retrieval_by_source", "retrieval_by_answer"}
+DETAIL_SKIP = {"shot_ids", "cache_dir", "skipped_files", "retrieval_by_source", "retrieval_by_answer",
+               "system_prompt"}  # the system prompt: long, and the Dev tuning section names the choice
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,9 @@ def _strategy_sections(a: RunReport, plots: dict[str, Plot]) -> list[Section]:
     for name, m in ok.items():
         if m.retrieval is not None and m.retrieval.k:
             facts = _fit_facts(m, index_only=True)
-            retrieval.append(f"### {name}\n\n" + bullets(_retrieval_lines(m.retrieval))
+            lines = _retrieval_lines(m.retrieval) + [line for line in [model_not_docs(
+                m.retrieval.hit_at_k, m.score, m.retrieval.k, "the test items")] if line]
+            retrieval.append(f"### {name}\n\n" + bullets(lines)
                              + ("\n\nIndex:\n\n" + "\n".join(facts) if facts else ""))
         if m.record.details.get("engine"):
             trained.setdefault(m.record.weights.key, []).append(name)
@@ -185,6 +194,10 @@ def _strategy_sections(a: RunReport, plots: dict[str, Plot]) -> list[Section]:
         out.append(Section(heading, shared + "\n".join(body_lines(ok[names[0]].to_json())),
                            tuple(f"plot_loss_{n}.png" for n in names if owners.get(n) == n
                                  and f"plot_loss_{n}.png" in plots)))
+    if judged := judge_body(ok):
+        out.append(Section(JUDGE_HEADING, judged))
+    if labelled := label_body(ok, plots):  # label scorer: per-class figures and a confusion plot per strategy
+        out.append(Section("Classification", *labelled))
     return out + ([Section("Strategy details", "\n\n".join(other))] if other else [])
 
 
@@ -215,6 +228,8 @@ def build_report(a: RunReport) -> Report:
     sections = [Section("Warnings", bullets(a.warnings), css_class="warn")] if a.warnings else []
     sections += [_verdict(a), _matrix(a), _plots(a, plots), _pairs(a), _served(a),
                  Section("Criteria", md_table(pd.DataFrame(a.criteria)))]
+    tuning = dev_tuning_body(a.strategies, a.split)
+    sections += [Section("Dev tuning", tuning)] if tuning else []
     sections += _strategy_sections(a, plots) + [_setup(a)]
     return Report(f"{a.task}: {' vs '.join(a.strategies)}", a.description,
                   [s for s in sections if s is not None], plots)

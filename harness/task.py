@@ -72,6 +72,10 @@ def load_task(name_or_path: str, allow_contamination: bool = False, overrides: l
     cfg = load_task_config(folder / "task.yaml", overrides, origins)
     check_reporter(cfg, folder / "task.yaml", origins)
     data = load_task_data(cfg, folder, allow_contamination or cfg.data.allow_contamination)
+    if cfg.scorer == "label":  # labels against the data now, before a run directory exists
+        from harness.scorers.label import check_task_labels
+
+        data.warnings += check_task_labels(cfg, data, folder / "task.yaml")
     return Task(cfg, folder, data, origins)
 
 

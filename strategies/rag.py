@@ -1,14 +1,19 @@
 """Retrieval-augmented generation: the top-k passages of the task's documents go into the prompt.
 
-Same model, system prompt, k-shot examples and decoding as the `prompt` strategy, so the two differ
-only by retrieval. `fit` loads or builds the cached corpus (harness.retrieval.store); `answer` embeds
-each question alone (the latency a single user sees), searches the index, packs the passages into
-the context window and generates in batches. Every prediction records what was retrieved and how
-long retrieval and generation took; `label_metrics` scores retrieval against the test labels.
+Same model, system prompt, k-shot examples and decoding as the `prompt` strategy (its dev-tuned prompt:
+the same cached search record), so the two differ only by retrieval. `fit` loads or builds the cached
+corpus (harness.retrieval.store), then, with `rag.search`, tunes k (each of `rag.search_k` and `rag.k`)
+and then whether the best k keeps the prompt's shots, on the first `rag.search_dev_limit` dev items
+(harness/search.py; each candidate row carries its dev hit@k). RAG prompts are long, so that budget is
+small by default. `answer` embeds each question alone (the latency a single user sees), searches the
+index, packs the passages into the context window and generates in batches. Every prediction records
+what was retrieved and how long retrieval and generation took; `label_metrics` scores retrieval
+against the test labels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -21,21 +26,28 @@ from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import question_with_passages, retrieval_text
 from harness.retrieval.quality import retrieval_quality
 from harness.retrieval.store import Corpus, open_corpus
+from harness.search import Candidate, DevAnswers, choose, examples_digest, model_identity, search
 from harness.task import Task
 from strategies import StrategyContext
 from strategies.prompt import PromptStrategy, generation_flags
+
+Hits = list[tuple[Chunk, float]]
+"""One query's retrieved chunks with their scores, best first."""
 
 
 class RagStrategy:
     name = "rag"
     complexity = 1
 
-    def __init__(self, few_shot: bool = True) -> None:
-        """`few_shot=False`: passages and question only (for weights trained on zero-shot prompts)."""
+    def __init__(self, few_shot: bool = True, search: bool = True) -> None:
+        """`few_shot=False`: passages and question only (for weights trained on zero-shot prompts).
+        `search=False`: no dev tuning of its own (rag_finetune's weights do not exist yet when this fits)."""
         self.few_shot = few_shot
+        self.tune = search
         self.prompt = PromptStrategy()
         self.corpus: Corpus | None = None
         self.k = 0
+        self.use_shots = few_shot
         self.docs = "docs"
 
     def preflight(self, task: Task) -> None:
@@ -43,26 +55,72 @@ class RagStrategy:
         resolve_sentence_model(task.config.rag.embedding_model, task.where("rag.embedding_model"))
 
     def fit(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> FitRecord:
-        """Draw the prompt strategy's shots (when few-shot), then load (or build once) the chunk store and index."""
+        """The prompt strategy's (searched) prompt when few-shot, the cached chunk store and index, then rag's
+        own search on dev."""
         began = time.perf_counter()
         cfg = ctx.config
-        shots = self.prompt.fit(train, dev, ctx).details if self.few_shot else {}
         corpus = self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
-        self.k, self.docs = cfg.rag.k, cfg.docs
+        details: dict[str, Any] = dict(corpus.cost)
+        if self.few_shot:
+            prompt = dict(self.prompt.fit(train, dev, ctx).details)
+            if "search" in prompt:
+                details["prompt_search"] = prompt.pop("search")
+            details.update(prompt)
+        self.k, self.docs, self.use_shots = cfg.rag.k, cfg.docs, self.few_shot
+        if self.tune and cfg.rag.search and dev:
+            record = details["search"] = self.search(train, dev, ctx)
+            if record["chosen_settings"]:
+                self.k, self.use_shots = record["chosen_settings"]["k"], record["chosen_settings"]["shots"]
+        details.update(rag_k=self.k, shots_in_prompt=bool(self.use_shots and self.prompt.k))
         index = Build("index", corpus.cost["build_s"], corpus.device, f"{corpus.directory.name}/{corpus.spec.name}",
                       reused=corpus.cost["cache_hit"])
-        return FitRecord(time.perf_counter() - began, corpus.device, {**corpus.cost, **shots}, one_time=(index,),
+        return FitRecord(time.perf_counter() - began, corpus.device, details, one_time=(index,),
                          complexity=self.complexity)
 
-    def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
+    def search(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> dict[str, Any]:
+        """Each k with the prompt's shots (if it has any), then the best k without them."""
+        assert self.corpus is not None, "open the corpus first"
+        cfg, corpus = ctx.config, self.corpus
+        shots = self.few_shot and self.prompt.k > 0
+        candidates = [Candidate(f"k={k}" + (" with shots" if shots else ""), {"k": k, "shots": shots})
+                      for k in sorted({*cfg.rag.search_k, cfg.rag.k})]
+
+        def without_shots(rows: list[dict[str, Any]]) -> list[Candidate]:
+            best = choose(rows)
+            return [Candidate(f"k={best['settings']['k']} no shots", {"k": best["settings"]["k"], "shots": False})
+                    ] if shots and best else []
+
+        def answer(candidate: Candidate, items: list[Example]) -> DevAnswers:
+            k = candidate.settings["k"]
+            queries = [e.query() for e in items]
+            retrieved, _, _, conversations, _ = self.prompts(queries, ctx, k, candidate.settings["shots"])
+            generations = ctx.backend().generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
+                                                 cfg.generation.batch_size,
+                                                 progress=f"{self.name}: dev {candidate.label}")
+            quality = retrieval_quality([[c.id for c, _ in hits] for hits in retrieved], items, corpus.chunks, k,
+                                        cfg.docs)
+            return DevAnswers([g.text for g in generations], [g.prompt_tokens for g in generations],
+                              sum(g.cached for g in generations),
+                              {"hit_at_k": quality["hit_at_k"], "retrieval_labeled": quality["retrieval_labeled"]})
+
+        generation = {k: v for k, v in dataclasses.asdict(cfg.generation).items() if k != "latency_sample"}
+        key = {"model": model_identity(ctx.backend()), "train": examples_digest(train), "generation": generation,
+               "prompt": dataclasses.asdict(cfg.prompt), "rag": dataclasses.asdict(cfg.rag),
+               "corpus": f"{corpus.directory.name}/{corpus.spec.name}",
+               "prompt_chosen": [self.prompt.k, self.prompt.selection, self.prompt.system]}
+        return search("rag", candidates, dev, cfg.rag.search_dev_limit, answer, ctx, key, follow_up=without_shots)
+
+    def prompts(self, queries: list[Query], ctx: StrategyContext, k: int, use_shots: bool
+                ) -> tuple[list[Hits], list[float], list[tuple[Any, float, bool]], list[list[Message]], list[int]]:
+        """(retrieved, retrieval seconds, query vectors, conversations, passages used) per query, for k passages."""
         assert self.corpus is not None, "fit() first"
         cfg = ctx.config
-        retrieved: list[list[tuple[Chunk, float]]] = []
+        retrieved: list[Hits] = []
         retrieval_s: list[float] = []
         vectors = self.corpus.query_vectors([retrieval_text(q) for q in queries], ctx.use_cache)
         for vector, embed_s, _ in vectors:
             began = time.perf_counter()
-            retrieved.append(self.corpus.retrieve(vector, self.k))
+            retrieved.append(self.corpus.retrieve(vector, k))
             retrieval_s.append(embed_s + time.perf_counter() - began)
 
         backend = ctx.backend()
@@ -71,14 +129,21 @@ class RagStrategy:
         def count(messages: list[Message]) -> int:
             return backend.count_tokens(backend.render(messages))  # type: ignore[attr-defined]
 
+        prompt = self.prompt.prompt_config(cfg)
+        shots = self.prompt.shots_for(queries) if use_shots else [[] for _ in queries]
         conversations, used = [], []
-        for query, hits in zip(queries, retrieved):
-            messages, n = question_with_passages(query, [c for c, _ in hits], cfg.prompt, cfg.rag.context_template,
-                                                 self.prompt.shots, count, budget)
+        for query, hits, examples in zip(queries, retrieved, shots):
+            messages, n = question_with_passages(query, [c for c, _ in hits], prompt, cfg.rag.context_template,
+                                                 examples, count, budget)
             conversations.append(messages)
             used.append(n)
-        generations = backend.generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
-                                       cfg.generation.batch_size, progress=f"{self.name}: answering")
+        return retrieved, retrieval_s, vectors, conversations, used
+
+    def answer(self, queries: list[Query], ctx: StrategyContext) -> list[Prediction]:
+        cfg = ctx.config
+        retrieved, retrieval_s, vectors, conversations, used = self.prompts(queries, ctx, self.k, self.use_shots)
+        generations = ctx.backend().generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
+                                             cfg.generation.batch_size, progress=f"{self.name}: answering")
         predictions = []
         for query, hits, seconds, n, g, (_, _, cached_vector) in zip(queries, retrieved, retrieval_s, used,
                                                                       generations, vectors):

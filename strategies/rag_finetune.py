@@ -33,7 +33,8 @@ class RagFinetuneStrategy:
     complexity = 3
 
     def __init__(self) -> None:
-        self.rag = RagStrategy(few_shot=False)  # the adapter learnt zero-shot prompts
+        # The adapter learnt zero-shot prompts; a search here would tune the base model, not this arm's weights.
+        self.rag = RagStrategy(few_shot=False, search=False)
         self.rag.name = self.name  # its progress lines name this strategy
         self.finetune = FinetuneStrategy(merge=False)  # a merged copy is the finetune strategy's to make
 

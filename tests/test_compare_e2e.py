@@ -25,15 +25,18 @@ def test_compare_prompt_strategy_writes_a_complete_run(tiny_task, tmp_path):
     predictions = [json.loads(line) for line in (run_dir / "prompt/predictions.jsonl").read_text().splitlines()]
     split = json.loads((run_dir / "split.json").read_text())
     assert [p["id"] for p in predictions] == split["test_ids"] and len(predictions) == 6
-    assert all(p["prompt_tokens"] > 50 and p["latency_s"] > 0 for p in predictions)  # 2 shots + question
-    assert all(p["score"] in (0.0, 1.0) for p in predictions)  # exact_match
     metrics = json.loads((run_dir / "prompt/metrics.json").read_text())
+    fit = metrics["fit"]["details"]  # the prompt searched on dev: k=0, k=2 random or k=2 knn
+    assert fit["search"]["dev_items"] == 4 and fit["search"]["chosen"] and len(fit["search"]["candidates"]) == 3
+    assert all(p["prompt_tokens"] > (50 if fit["k_shot"] else 10) and p["latency_s"] > 0 for p in predictions)
+    assert all(p["score"] in (0.0, 1.0) for p in predictions)  # exact_match
     assert metrics["n"] == 6 and metrics["ci_low"] <= metrics["score"] <= metrics["ci_high"]
     assert metrics["score"] == sum(p["score"] for p in predictions) / 6
-    assert len(metrics["fit"]["details"]["shot_ids"]) == 2
-    assert not set(metrics["fit"]["details"]["shot_ids"]) & set(split["test_ids"])
+    assert len(fit.get("shot_ids", [])) == (fit["k_shot"] if fit["shot_selection"] == "random" else 0)
+    assert not set(fit.get("shot_ids", [])) & set(split["test_ids"])
 
     report = (run_dir / "report.md").read_text()
+    assert "## Dev tuning" in report and f"Chose **{fit['search']['chosen']}**" in report
     assert "| prompt" in report and "latency p50 / p95 (s)" in report and f"{metrics['score']:.3f}" in report
     assert (run_dir / "report.html").is_file() and (run_dir / "report.json").is_file()
     assert "No recommendation." in report and "Only prompt ran" in report  # nothing was compared

@@ -157,7 +157,9 @@ def test_compare_runs_rag_and_records_retrieval(task_dir: Path, tmp_path: Path) 
     from strategies.rag import RagStrategy
 
     lines = [json.dumps(q) for q in QUESTIONS]
-    write_task(task_dir, "scorer: contains\nstrategies: [rag]\nrag: {k: 2, chunk_tokens: 64, chunk_overlap: 8}\n"
+    # Fixed settings (no dev search): this test is about what retrieval records at k=2.
+    write_task(task_dir, "scorer: contains\nstrategies: [rag]\nprompt: {search: false}\n"
+               "rag: {k: 2, chunk_tokens: 64, chunk_overlap: 8, search: false}\n"
                "generation: {max_new_tokens: 16, stop: ['\\n']}\ndata: {train: train.jsonl, test: test.jsonl}\n",
                {"train.jsonl": "\n".join(lines[2:]) + "\n", "test.jsonl": "\n".join(lines[:2]) + "\n"})
     task = load_task(str(task_dir))

@@ -53,6 +53,9 @@ def test_every_backend_imports_and_has_the_protocol(name):
 def test_every_scorer_imports_and_says_whether_it_is_binary(name):
     from harness.scoring import BINARY
 
+    if registry.SCORERS[name].batch:  # a class built with the task's config, exercised by its own tests
+        assert callable(registry.scorer(name).score_all)
+        return
     score = registry.scorer(name)
     values = [score("The answer is B.", "B"), score("B", "B"), score("nothing alike", "B")]
     assert all(0.0 <= v <= 1.0 for v in values) and values[1] == 1.0
