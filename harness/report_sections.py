@@ -92,8 +92,10 @@ def _matrix_caption(a: RunReport) -> str:
     bounded = "0 to 1, higher is better" if scorer in BOUNDED_SCORERS else "higher is better"
     methods = {CI_METHODS.get(m.ci_method, m.ci_method) for m in a.strategies.values() if m.ci_method}
     ci = f"95% confidence intervals ({', '.join(sorted(methods)) if methods else 'seeded bootstrap'})"
+    searched = any(b.what == "search" for m in a.strategies.values() if m.ok for b in m.record.one_time)
+    building = "building the index, tuning on dev or training" if searched else "building the index or training"
     prices = (f"Costs use {usd(cfg['cost']['cpu_usd_per_hour'])}/h (CPU) and {usd(cfg['cost']['gpu_usd_per_hour'])}/h "
-              "(GPU): one-time cost is building the index or training, with its machine time; serving cost is the "
+              f"(GPU): one-time cost is {building}, with its machine time; serving cost is the "
               "compute seconds per answer at those prices")
     if cfg["cost"].get("hosted_usd_per_1k_tokens") is not None:
         prices += f"; a hosted API at {usd(cfg['cost']['hosted_usd_per_1k_tokens'])} per 1,000 tokens"

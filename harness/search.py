@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.data import Example
 from harness.models import cache_root, touch_used
+from harness.records import Build
 
 FORMAT = 1
 """Bump when a search's meaning changes (candidates, scoring, the rule), so old records are not reused."""
@@ -101,7 +102,7 @@ def search(strategy: str, candidates: list[Candidate], dev: list[Example], limit
         "candidates": rows, "chosen": best["candidate"] if best else None,
         "chosen_settings": best["settings"] if best else None, "rule": RULE,
         "answers": sum(r["dev_items"] for r in rows if r["dev_score"] is not None),
-        "seconds": round(time.perf_counter() - began, 3), "cached": False,
+        "seconds": round(time.perf_counter() - began, 3), "cached": False, "key": key,
     }
     _say(strategy, f"chose {record['chosen'] or 'the configured settings (no candidate ran)'} after "
                    f"{record['answers']} dev answers in {record['seconds']:.0f} s")
@@ -111,6 +112,13 @@ def search(strategy: str, candidates: list[Candidate], dev: list[Example], limit
         tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)  # whole or absent
     return record
+
+
+def search_build(record: dict[str, Any], device: str) -> Build:
+    """The search as a one-time cost, like an index or a training: what it cost when first done (a record from the
+    cache keeps its first seconds), on the machine that answered, named by its cache key (shared when equal)."""
+    return Build("search", float(record.get("seconds") or 0.0), device, record.get("key"),
+                 reused=bool(record.get("cached")))
 
 
 def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

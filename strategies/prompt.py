@@ -19,8 +19,8 @@ from typing import Any
 from harness.config import PromptConfig, TaskConfig
 from harness.data import Example, Query
 from harness.prompting import build_messages
-from harness.records import FitRecord, Generation, Message, Prediction
-from harness.search import Candidate, DevAnswers, Skip, examples_digest, model_identity, search
+from harness.records import Build, FitRecord, Generation, Message, Prediction
+from harness.search import Candidate, DevAnswers, Skip, examples_digest, model_identity, search, search_build
 from harness.shots import ShotPool
 from strategies import StrategyContext
 
@@ -86,9 +86,11 @@ class PromptStrategy:
             details["shot_ids"] = [s.id for s in self.shots]
         if self.system:
             details["system_prompt"] = self.prompt_config(ctx.config).system
+        one_time: tuple[Build, ...] = ()
         if record is not None:
             details["search"] = record
-        return FitRecord(time.perf_counter() - began, "cpu", details, complexity=self.complexity)
+            one_time = (search_build(record, ctx.backend().device),)
+        return FitRecord(time.perf_counter() - began, "cpu", details, one_time=one_time, complexity=self.complexity)
 
     def search(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> dict[str, Any]:
         """The prompt search's record (harness/search.py), cached by content; rag reuses the same record."""

@@ -26,7 +26,7 @@ from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import question_with_passages, retrieval_text
 from harness.retrieval.quality import retrieval_quality
 from harness.retrieval.store import Corpus, open_corpus
-from harness.search import Candidate, DevAnswers, choose, examples_digest, model_identity, search
+from harness.search import Candidate, DevAnswers, choose, examples_digest, model_identity, search, search_build
 from harness.task import Task
 from strategies import StrategyContext
 from strategies.prompt import PromptStrategy, generation_flags
@@ -61,20 +61,24 @@ class RagStrategy:
         cfg = ctx.config
         corpus = self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
         details: dict[str, Any] = dict(corpus.cost)
+        searches: tuple[Build, ...] = ()
         if self.few_shot:
-            prompt = dict(self.prompt.fit(train, dev, ctx).details)
+            prompt_fit = self.prompt.fit(train, dev, ctx)
+            searches = prompt_fit.one_time  # the prompt's search, shared with the prompt arm (same key)
+            prompt = dict(prompt_fit.details)
             if "search" in prompt:
                 details["prompt_search"] = prompt.pop("search")
             details.update(prompt)
         self.k, self.docs, self.use_shots = cfg.rag.k, cfg.docs, self.few_shot
         if self.tune and cfg.rag.search and dev:
             record = details["search"] = self.search(train, dev, ctx)
+            searches += (search_build(record, ctx.backend().device),)
             if record["chosen_settings"]:
                 self.k, self.use_shots = record["chosen_settings"]["k"], record["chosen_settings"]["shots"]
         details.update(rag_k=self.k, shots_in_prompt=bool(self.use_shots and self.prompt.k))
         index = Build("index", corpus.cost["build_s"], corpus.device, f"{corpus.directory.name}/{corpus.spec.name}",
                       reused=corpus.cost["cache_hit"])
-        return FitRecord(time.perf_counter() - began, corpus.device, details, one_time=(index,),
+        return FitRecord(time.perf_counter() - began, corpus.device, details, one_time=(index, *searches),
                          complexity=self.complexity)
 
     def search(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> dict[str, Any]:
