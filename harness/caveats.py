@@ -27,7 +27,8 @@ def own_weights(name: str, m: StrategyMetrics, bench: dict[str, Any]) -> bool:
 
 
 def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | None,
-            split_sizes: dict[str, int] | None = None, alpha: float = ALPHA) -> list[str]:
+            split_sizes: dict[str, int] | None = None, alpha: float = ALPHA,
+            config: dict[str, Any] | None = None) -> list[str]:
     """What the figures cannot show, in plain sentences: a small test set, constant scores, forgetting
     not measured, and general benchmarks too coarse to detect a drop.
 
@@ -55,6 +56,7 @@ def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | No
                    "a GGUF model's float32 dequantization) can answer differently: compare runs on the same one.")
     bench = benchmarks or {}
     tuned = [name for name, m in ran.items() if own_weights(name, m, bench)]
+    out += _untuned_baselines(ran, tuned, config or {})
     if tuned:
         out += _unmeasured(tuned, bench)
     elif not bench.get("weights"):
@@ -65,6 +67,17 @@ def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | No
             sentence = _sensitivity(name, result, alpha, bool(tuned))
             out += [sentence] if sentence else []
     return out
+
+
+def _untuned_baselines(ran: dict[str, StrategyMetrics], tuned: list[str], config: dict[str, Any]) -> list[str]:
+    """A fine-tune tuned on dev (early stopping) against baselines whose dev search was switched off."""
+    off = [f"{section}.search" for section in ("prompt", "rag") if (config.get(section) or {}).get("search") is False]
+    baselines = [n for n in ran if n not in tuned]
+    if not (off and tuned and baselines):
+        return []
+    return [f"{' and '.join(off)} {'is' if len(off) == 1 else 'are'} off: {', '.join(baselines)} answered with the "
+            f"settings as written while {', '.join(tuned)} used dev for early stopping, so a trained arm's win may "
+            "come from an untuned baseline, not from training."]
 
 
 def _unmeasured(tuned: list[str], bench: dict[str, Any]) -> list[str]:

@@ -113,7 +113,7 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
     sizes = run.split.get("sizes", {})
     n_labeled = cfg["facts"].get("labeled_examples") or sizes.get("train", 0) + sizes.get("dev", 0)
     decision = verdict_rule.decide(metrics, pairs, costs, forgetting, volume)
-    decision["caveats"] = caveats(metrics, bench, sizes, cfg["benchmarks"]["forgetting_alpha"])
+    decision["caveats"] = caveats(metrics, bench, sizes, cfg["benchmarks"]["forgetting_alpha"], cfg)
     where = final_dir or run_dir
     return RunReport(
         task=cfg["name"], description=cfg.get("description", ""), run_dir=str(where), run_id=where.name,

@@ -265,3 +265,15 @@ def test_the_fourth_arm_in_costs_criteria_and_what_would_change(tmp_path):
     assert not any("RAG re-indexes instead" in c for c in weekly)  # that is said of a fine-tune without retrieval
     few = verdict.what_would_change({"choice": "rag", "candidates": ["rag"]}, metrics, {}, 100, {}, 1000)
     assert any("Only 100 training examples" in c for c in few)
+
+
+def test_caveat_untuned_baseline_when_the_search_is_off():
+    """A trained arm against baselines whose dev search was switched off: said in words; with the search on (or in
+    runs made before it existed, whose config gets the default), nothing."""
+    off = caveats(TUNED, {}, {"scored": 200}, config={"prompt": {"search": False}, "rag": {"search": True}})
+    assert any(s.startswith("prompt.search is off: prompt answered with the settings as written while finetune")
+               for s in off)
+    assert not any("search" in s for s in caveats(TUNED, {}, {"scored": 200},
+                                                  config={"prompt": {"search": True}, "rag": {"search": True}}))
+    assert not any("search" in s for s in caveats({"prompt": TUNED["prompt"]}, {}, {"scored": 200},
+                                                  config={"prompt": {"search": False}}))
