@@ -1,4 +1,4 @@
-"""Command line: `python -m harness <command>`, one of compare, report, validate, bless, regress, cache, keys.
+"""Command line: `python -m harness <command>`, one of compare, report, validate, bless, regress, export, cache, keys.
 
     python -m harness compare stdlib_qa            # all strategies of tasks/stdlib_qa
     python -m harness compare stdlib_qa --strategies prompt --limit 20
@@ -7,6 +7,7 @@
     python -m harness bless results/stdlib_qa/<run-id>
     python -m harness regress stdlib_qa            # compare, then check against the blessed run
     python -m harness regress --base RUN --new RUN # exit 0 ok, 1 regression, 3 cannot compare
+    python -m harness export results/stdlib_signatures/<run-id>  # the winner as GGUF + Modelfile, re-scored
     python -m harness keys                         # every task.yaml key with its default
     python -m harness cache --prune-unused-days 30 # cache size; remove entries unused for 30 days
 

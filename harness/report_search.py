@@ -71,10 +71,12 @@ def arm_body(name: str, m: StrategyMetrics, others: dict[str, StrategyMetrics]) 
                      "answers are generated on dev.")
     prompt_search = details.get("prompt_search")
     if prompt_search:
-        shared = "prompt" in others and (others["prompt"].record.details.get("search") or {}).get(
-            "chosen") == prompt_search.get("chosen")
+        # The arm whose own search this is (the same cache key): shown there, not twice.
+        owner = next((n for n, o in others.items() if prompt_search.get("key")
+                      and (o.record.details.get("search") or {}).get("key") == prompt_search["key"]), None)
+        shared = owner is not None
         parts.append(f"Prompt: the prompt search's choice, {prompt_search.get('chosen') or 'the settings as given'}"
-                     + (" (the same search as the prompt arm, shown there)." if shared else ":"))
+                     + (f" (the same search as {owner}'s, shown there)." if shared else ":"))
         if not shared:
             parts += [md_table(search_table(prompt_search)), search_summary(prompt_search)]
     record = details.get("search")

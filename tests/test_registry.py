@@ -80,10 +80,11 @@ UNRELATED = {
     ("harness/speed/compare_cache.py", "prompt"), ("harness/speed/compare_cache.py", "rag"),
     ("harness/speed/compare_cache.py", "finetune"),
     ("harness/backends/openai.py", "prompt"), ("harness/backends/server_lm_eval.py", "prompt"),
-    ("harness/training/raft.py", "prompt"),
+    ("harness/training/raft.py", "prompt"), ("harness/caveats.py", "prompt"), ("harness/caveats.py", "rag"),
 }
 """String constants equal to a strategy name that are something else: the prompt/completion data field,
-HumanEval's `prompt`, the `prompt` field of OpenAI-style requests, config sections (`prompt.k_shot`), the
+HumanEval's `prompt`, the `prompt` field of OpenAI-style requests, config sections (`prompt.k_shot`, the caveat on
+`prompt.search`/`rag.search`), the
 cache folders named before there were other strategies, and the task overrides of `make bench`'s cold/warm
 compare (data, as in a task.yaml)."""
 
