@@ -196,7 +196,7 @@ def _file_id(path: str, size: int, mtime_ns: int) -> str:
 
 def describe(path: Path) -> dict[str, Any]:
     """What the GGUF's metadata says: quantization (e.g. "Q4_1", "F16"), chat template, context length,
-    architecture, and the end-of-turn token ids."""
+    architecture, tokenizer model ("gpt2", "llama"...), and the end-of-turn token ids."""
     from gguf import GGUFReader, LlamaFileType
 
     reader = GGUFReader(str(path))
@@ -214,6 +214,7 @@ def describe(path: Path) -> dict[str, Any]:
     return {"quantization": quantization or "F32", "architecture": arch,
             "chat_template": value("tokenizer.chat_template"),
             "context_length": value(f"{arch}.context_length"),
+            "tokenizer_model": value("tokenizer.ggml.model"),
             "bos_token_id": value("tokenizer.ggml.bos_token_id"),
             "eos_token_id": value("tokenizer.ggml.eos_token_id")}
 

@@ -72,7 +72,7 @@ def staged_run(root: Path, task_name: str) -> Iterator[tuple[Path, Path]]:
         yield work, final
     except HarnessError:
         shutil.rmtree(work, ignore_errors=True)
-        _remove_if_empty(work.parent)
+        remove_if_empty(work.parent)
         raise
     except BaseException as exc:
         _keep_failed(work, task_root / FAILED / run_id, exc)
@@ -81,7 +81,7 @@ def staged_run(root: Path, task_name: str) -> Iterator[tuple[Path, Path]]:
         _keep_failed(work, task_root / FAILED / run_id, RuntimeError("the run ended without a manifest"))
         raise RuntimeError(f"{work}: the run ended without writing {MANIFEST}")
     work.rename(final)
-    _remove_if_empty(work.parent)
+    remove_if_empty(work.parent)
 
 
 def _keep_failed(work: Path, failed: Path, exc: BaseException) -> None:
@@ -91,12 +91,12 @@ def _keep_failed(work: Path, failed: Path, exc: BaseException) -> None:
                                           "failed": datetime.now(UTC).isoformat(timespec="seconds")})
         failed.parent.mkdir(parents=True, exist_ok=True)
         work.rename(failed)
-        _remove_if_empty(work.parent)
+        remove_if_empty(work.parent)
     except OSError:
         pass  # the original error matters more than where its leftovers are
 
 
-def _remove_if_empty(folder: Path) -> None:
+def remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
     except OSError:

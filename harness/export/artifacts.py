@@ -148,6 +148,7 @@ def check_vocab(gguf: Path, model_dir: Path, texts: list[str]) -> None:
     from transformers import AutoTokenizer
 
     from harness.backends.llamacpp import LlamaCppBackend
+    from harness.gguf import describe
 
     served = LlamaCppBackend(str(gguf), use_cache=False)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -157,15 +158,7 @@ def check_vocab(gguf: Path, model_dir: Path, texts: list[str]) -> None:
             at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
             raise HarnessError(f"{gguf.name} tokenizes differently from {model_dir}: {text[:60]!r} gives "
                                f"{ours[at:at + 5]} in llama.cpp and {theirs[at:at + 5]} in transformers at token {at} "
-                               f"(tokenizer model {describe_tokenizer(gguf)})")
-
-
-def describe_tokenizer(gguf: Path) -> str:
-    from gguf import GGUFReader
-
-    fields = GGUFReader(str(gguf)).fields
-    model = fields.get("tokenizer.ggml.model")
-    return model.contents() if model is not None else "unknown"
+                               f"(tokenizer model {describe(gguf)['tokenizer_model']})")
 
 
 def sha256(path: Path) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.export import artifacts, served
+from harness.rundir import remove_if_empty, write_json
 
 DEFAULT_QUANT = "Q4_K_M"
 
@@ -101,7 +102,7 @@ def export_run(run_dir: Path, strategy: str | None = None, quant: str = DEFAULT_
             if ollama_create:
                 record["rows"].append(_ollama_row(ollama_create, staging, final, name, weights.content_id, task,
                                                   test, run.items[name], record))
-            artifacts_json(staging / "served.json", record)
+            write_json(staging / "served.json", record)
         from harness.gguf import describe
 
         artifacts.write_manifest(staging, {
@@ -113,7 +114,7 @@ def export_run(run_dir: Path, strategy: str | None = None, quant: str = DEFAULT_
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(final.parent)
+        remove_if_empty(final.parent)
         raise
     write_report(run_dir)
     return final
@@ -250,17 +251,3 @@ def _end_tokens(model_dir: Path) -> list[str]:
     except OSError:
         eos = tokenizer.eos_token_id
     return stop_tokens(tokenizer, eos if isinstance(eos, list) else [eos] if eos is not None else [])
-
-
-def artifacts_json(path: Path, data: Any) -> None:
-    from harness.rundir import write_json
-
-    write_json(path, data)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
