@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.metrics import MIN_TEST_ITEMS, wilson_ci
 from harness.run_schema import StrategyMetrics
+from harness.seeds import one_seed_caveats
 from harness.stats import ALPHA, above_chance, min_detectable_drop
 
 BENCHMARK_LABELS = {"mmlu": "MMLU", "humaneval": "HumanEval"}
@@ -57,6 +58,7 @@ def caveats(metrics: dict[str, StrategyMetrics], benchmarks: dict[str, Any] | No
     bench = benchmarks or {}
     tuned = [name for name, m in ran.items() if own_weights(name, m, bench)]
     out += _untuned_baselines(ran, tuned, config or {})
+    out += one_seed_caveats(ran, [n for n in tuned if ran[n].record.weights.trained])
     if tuned:
         out += _unmeasured(tuned, bench)
     elif not bench.get("weights"):

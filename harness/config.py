@@ -120,11 +120,22 @@ class PromptConfig:
 @dataclass(frozen=True)
 class GenerationConfig:
     max_new_tokens: int = _opt(128, "Answer budget in tokens (greedy decoding).", min=1, max=8192)
-    batch_size: int = _opt(8, "Prompts generated together (left-padded).", min=1, max=512)
+    batch_size: int = _opt(0, "Prompts generated together (left-padded, sorted by length). 0: chosen for the device "
+                           "the model answers on, 32 on CUDA and 8 on the CPU (`generation_batch_size`); the run "
+                           "records the number it used.", min=0, max=512)
     stop: list[str] = _opt([], "Strings that end an answer; the answer is cut before them.")
     latency_sample: int = _opt(20, "Test items answered again one request at a time (batch 1) after scoring, for "
                                "the user-facing latency p50/p95 (0: not measured, the batch wall time is shown).",
                                min=0, max=10_000)
+
+
+AUTO_BATCH_SIZE = {"cuda": 32, "cpu": 8}
+"""generation.batch_size 0, by device: on CUDA a small model's batch of 8 leaves the GPU mostly idle."""
+
+
+def generation_batch_size(batch_size: int, device: str) -> int:
+    """generation.batch_size as given, or for 0 the device's default (AUTO_BATCH_SIZE; "cpu"'s for any other)."""
+    return batch_size or AUTO_BATCH_SIZE.get(device.split(":")[0], AUTO_BATCH_SIZE["cpu"])
 
 
 @dataclass(frozen=True)
@@ -147,10 +158,14 @@ class RagConfig:
     context_template: str = _opt("Answer the question using the passages below, ranked by relevance.\n\n"
                                  "{passages}\n\nQuestion:",
                                  "Text put before the question; {passages} becomes the retrieved passages.")
-    search: bool = _opt(True, "Tune rag on dev before the test: each k in search_k (and k), then the best k without "
-                        "the prompt's shots; the best dev score wins (ties: fewer prompt tokens). Long prompts: "
-                        "each candidate costs search_dev_limit answers.")
+    search: bool = _opt(True, "Tune rag on dev before the test: each k in search_k (and k), then at the best k each "
+                        "chunk size in search_chunk_tokens, and no shots; the best dev score wins (ties: fewer "
+                        "prompt tokens). Long prompts: each candidate costs search_dev_limit answers.")
     search_k: list[int] = _opt([1], "Passage counts the rag search tries, besides k.", min=1, max=100)
+    search_chunk_tokens: list[int] = _opt([128], "Chunk sizes the rag search tries at the best k, besides "
+                                          "chunk_tokens (each an index of its own, built once and cached; the overlap "
+                                          "is chunk_overlap, or an eighth of the chunk when that does not fit).",
+                                          min=16, max=8192)
     search_dev_limit: int = _opt(16, "Dev items each rag-search candidate answers (the first N of dev).",
                                  min=1, max=100_000)
 
@@ -167,6 +182,10 @@ class FinetuneConfig:
     warmup_steps: int = _opt(10, "Linear warmup steps.", min=0)
     max_seq_length: int = _opt(2048, "Longest training sequence in tokens (capped by the model).", min=32)
     load_in_4bit: str = _opt("auto", "auto (4-bit on CUDA), yes, no.", choices=("auto", "yes", "no"))
+    precision: str = _opt("auto", "Training dtype: auto (bfloat16 on CUDA; on a CPU that reports avx512_bf16 or "
+                          "amx_bf16, bfloat16 weights for the peft engine; float32 elsewhere; model.dtype when set), "
+                          "float32 or bfloat16. LoRA weights and optimizer states stay float32.",
+                          choices=("auto", "float32", "bfloat16"))
     early_stopping_patience: int = _opt(1, "Epochs without a lower validation loss before training stops "
                                         "(the best epoch is kept).", min=1, max=50)
     gradient_checkpointing: str = _opt("auto", "auto (on only when the memory plan needs it), yes, no.",
@@ -190,6 +209,10 @@ class FinetuneConfig:
                                    "distractors only (the passages that answer it left out).", min=0.0, max=1.0)
     merge: bool = _opt(False, "Also save the merged model (merge_and_unload) in the run directory.")
     seed: int = _opt(0, "Seed of LoRA initialization and data order.")
+    seeds: int = _opt(1, "Train every fine-tuned arm with this many seeds (seed, seed + 1, ...), each answering the "
+                      "test set: the report shows per-seed scores, and the arm's interval and paired tests "
+                      "resample seeds as well as items (two-level bootstrap). Latency, MMLU/HumanEval and "
+                      "export use the first seed's adapter.", min=1, max=20)
     report_to: str = _opt("none", "Also log the trainer's per-epoch losses to tensorboard (event files in the "
                           "adapter's cache folder, `logs/`, copied to the run's finetune/logs), wandb or mlflow "
                           "(set up by their own environment variables). Not part of the adapter's cache key: a "

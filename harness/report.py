@@ -96,9 +96,12 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
     """Everything the report shows; `final_dir` is where the run will live when it is still staged."""
     run = load_run(run_dir)
     cfg, metrics, env, ok = run.config, run.metrics, run.environment, run.ran
-    scores = {n: {p["id"]: p["score"] for p in run.items[n]} for n in ok if n in run.items}
+    # An arm answered by several training seeds: its items' scores per seed, and their mean as its item score.
+    seeds = {n: {p["id"]: p["seed_scores"] for p in run.items[n] if p.get("seed_scores")} for n in ok if n in run.items}
+    scores = {n: {p["id"]: sum(p.get("seed_scores") or [p["score"]]) / len(p.get("seed_scores") or [p["score"]])
+                  for p in run.items[n]} for n in ok if n in run.items}
     binary = any(m.binary for m in ok.values())
-    pairs = [p.as_dict() for p in compare_strategies(scores, binary, seed=cfg["data"]["split_seed"])]
+    pairs = [p.as_dict() for p in compare_strategies(scores, binary, seed=cfg["data"]["split_seed"], seeds=seeds)]
     serve_device = env.get("model", {}).get("device", "cpu")
     costs = {n: cost_model.strategy_cost(m, cfg["cost"], serve_device) for n, m in ok.items()}
     fits = {n: m.record for n, m in ok.items()}

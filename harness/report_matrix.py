@@ -90,7 +90,8 @@ def matrix(a: RunReport) -> pd.DataFrame:
         row = {
             "strategy": name,
             "held-out score [95% CI]": f"{m.score:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
-                                       + (" (zero-width: spread not measurable)" if m.ci_degenerate else ""),
+                                       + (" (zero-width: spread not measurable)" if m.ci_degenerate else "")
+                                       + (f" (mean of {len(m.seeds.seeds)} seeds)" if m.seeds else ""),
             "n": count(m.n),
             "MMLU (Δ vs base)": bench_cell(a, name, "mmlu"),
             "HumanEval (Δ vs base)": bench_cell(a, name, "humaneval"),

@@ -26,6 +26,7 @@ from harness.report_record import RunReport
 from harness.report_search import dev_tuning_body, model_not_docs
 from harness.report_served import HEADING, served_body
 from harness.run_schema import RetrievalMetrics, StrategyMetrics
+from harness.seeds import seeds_body
 from harness.training.summary import body_lines
 
 CI_METHODS = {"wilson": "Wilson score interval", "bootstrap": "seeded bootstrap"}
@@ -232,6 +233,8 @@ def build_report(a: RunReport) -> Report:
                  Section("Criteria", md_table(pd.DataFrame(a.criteria)))]
     tuning = dev_tuning_body(a.strategies, a.split)
     sections += [Section("Dev tuning", tuning)] if tuning else []
+    seeded = seeds_body(a.strategies)
+    sections += [Section("Training seeds", seeded)] if seeded else []
     sections += _strategy_sections(a, plots) + [_setup(a)]
     return Report(f"{a.task}: {' vs '.join(a.strategies)}", a.description,
                   [s for s in sections if s is not None], plots)

@@ -46,6 +46,31 @@ def units_of(cls: type, prefix: str = "") -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class SeedRecord:
+    """A trained arm answered by several training seeds (`finetune.seeds`): the arm's `score` is their mean and its
+    interval the two-level bootstrap (harness.stats.two_level_bootstrap)."""
+
+    seeds: list[int]
+    """`finetune.seed` of each adapter, the first as configured (its adapter answers latency, benchmarks, export)."""
+    scores: list[float] = unit("fraction")
+    """Mean test score of each seed's adapter, in the order of `seeds`."""
+    mean: float = unit("fraction")
+    sd: float = unit("fraction")
+    """Sample standard deviation of the per-seed scores (ddof 1)."""
+    min: float = unit("fraction")
+    max: float = unit("fraction")
+    first_seed_score: float = unit("fraction")
+    best_epochs: list[int | None] = unit("epochs")
+    train_seconds: list[float] = unit("s")
+    """Training time of each seed's adapter, as first measured (also when reused from the cache)."""
+    reused: list[bool] = field(default_factory=list)
+    """Each seed's adapter came from the training cache."""
+    adapters: list[str | None] = field(default_factory=list)
+    """Each seed's adapter folder, relative to the run directory."""
+    ci_method: str = "two-level bootstrap (seeds x items)"
+
+
+@dataclass(frozen=True)
 class RetrievalMetrics:
     """How well a strategy's retrieval found the right passages, scored after answering with the test labels."""
 
@@ -156,6 +181,8 @@ class StrategyMetrics:
     scoring: dict[str, Any] | None = None
     """Figures a batch scorer gives for the whole set (a label scorer's macro-F1 and per-class figures, a judge's
     calibration); None for per-item scorers (harness.scoring.Scored.summary)."""
+    seeds: SeedRecord | None = None
+    """Per-seed scores of a trained arm answered by several training seeds; None with one seed."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Figures a strategy reported that this schema does not name (kept, shown nowhere)."""
 
@@ -204,11 +231,14 @@ class StrategyMetrics:
             data.pop("fit", None)
         if data.get("retrieval") is not None:
             data["retrieval"] = _parse(where, "retrieval", lambda: RetrievalMetrics(**data["retrieval"]))
+        if data.get("seeds") is not None:
+            data["seeds"] = _parse(where, "seeds", lambda: SeedRecord(**data["seeds"]))
         return cls(**data, extra=extra)
 
 
 NESTED: dict[tuple[str, str], type] = {("StrategyMetrics", "retrieval"): RetrievalMetrics,
-                                       ("StrategyMetrics", "fit"): FitRecord, ("FitRecord", "one_time"): Build,
+                                       ("StrategyMetrics", "fit"): FitRecord,
+                                       ("StrategyMetrics", "seeds"): SeedRecord, ("FitRecord", "one_time"): Build,
                                        ("FitRecord", "weights"): Weights}
 """Nested records whose units join their parent's `units` map."""
 

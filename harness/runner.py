@@ -27,6 +27,7 @@ from typing import Any
 
 from harness import environment, registry
 from harness.backends import Backend, choose_backend, load_backend
+from harness.config import generation_batch_size
 from harness.data import Example
 from harness.errors import HarnessError, NotRun
 from harness.latency import single_request_latency, throughput
@@ -64,6 +65,8 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
 
     backend = _model_loader(cfg, log, use_cache, task.where("model.name"))
     backend()  # the model resolves and its tokenizer loads now, or the run does not start
+    batch = generation_batch_size(cfg.generation.batch_size, getattr(backend(), "device", "cpu"))
+    task.config = cfg = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=batch))
     created = {name: create(name) for name in names}  # config and --strategies check the names
     for strategy in created.values():
         if hasattr(strategy, "preflight"):
@@ -141,17 +144,17 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
     scored = score_items(cfg, task.folder, [p.text for p in predictions], test, backend)
     scores = scored.scores
     details = scored.details or [{} for _ in predictions]
-    with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
-        for p, ex, s, d in zip(predictions, test, scores, details):
-            record = {"id": p.id, "prediction": p.text, "reference": ex.output, "score": s,
-                      "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
-                      "latency_s": round(p.latency_s, 4), "compute_s": round(p.compute_s, 4), **p.extra, **d}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    seeds = other_seeds(name, fit, task, test, out_dir, backend, log, use_cache) if fit.weights.trained else None
+    _write_predictions(out_dir / "predictions.jsonl", predictions, test, scores, details,
+                       [[s, *other] for s, other in zip(scores, seeds.item_scores)] if seeds else None)
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
                **summarize(scores, predictions, cfg.scorer, seed=cfg.data.split_seed),
                "answer_time": round(answer_seconds, 2), "fit": dataclasses.asdict(fit),
-               "serving": {**ctx.backend().serving, "weights": fit.weights.key},  # the engine; fit says the weights
+               "serving": {**ctx.backend().serving, "weights": fit.weights.key,  # the engine; fit says the weights
+                           "batch_size": cfg.generation.batch_size},  # generation.batch_size as resolved for the device
                "scoring": scored.summary or None}
+    if seeds:
+        summary.update(seeds.summary(cfg.finetune.seed, scores, fit, cfg.data.split_seed))
     # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
     summary.update(throughput(summary, cfg.generation.batch_size))
     summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,
@@ -169,6 +172,95 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
         + (f"{rate:.2f} answers/s" + (f" at batch {cfg.generation.batch_size}" if metrics.serving.get("backend")
                                        in ("transformers", "unsloth") else "") if rate else "not measured"))
     return metrics.to_json()
+
+
+def _write_predictions(path: Path, predictions, test: list[Example], scores: list[float], details: list[dict],
+                       seed_scores: list[list[float]] | None = None) -> None:
+    """One line per test item; `seed_scores` (the first seed's score first) when several seeds answered."""
+    with path.open("w", encoding="utf-8") as f:
+        for i, (p, ex, s, d) in enumerate(zip(predictions, test, scores, details)):
+            record = {"id": p.id, "prediction": p.text, "reference": ex.output, "score": s,
+                      **({"seed_scores": seed_scores[i]} if seed_scores else {}),
+                      "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
+                      "latency_s": round(p.latency_s, 4), "compute_s": round(p.compute_s, 4), **p.extra, **d}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@dataclasses.dataclass
+class OtherSeeds:
+    """The arm fitted again with `finetune.seed + 1 ...` and answering the same test items."""
+
+    seeds: list[int]
+    scores: list[list[float]]
+    """Per seed, per test item."""
+    fits: list[FitRecord]
+
+    @property
+    def item_scores(self) -> list[list[float]]:
+        """Per test item, its score under each of these seeds."""
+        return [list(column) for column in zip(*self.scores)]
+
+    def summary(self, first: int, first_scores: list[float], fit: FitRecord, seed: int) -> dict[str, Any]:
+        """metrics.json's `seeds` record, and the arm's score and interval over all seeds (two-level bootstrap)."""
+        import numpy as np
+
+        from harness.stats import TWO_LEVEL, two_level_bootstrap
+
+        matrix = np.array([first_scores, *self.scores], dtype=float).T  # items x seeds
+        per_seed = matrix.mean(axis=0)
+        low, high, _ = two_level_bootstrap(matrix, seed=seed)
+        fits = [fit, *self.fits]
+        return {"score": float(per_seed.mean()), "ci_low": low, "ci_high": high, "ci_method": TWO_LEVEL,
+                "ci_degenerate": bool(high - low <= 0),
+                "seeds": {"seeds": [first, *self.seeds], "scores": [float(x) for x in per_seed],
+                          "mean": float(per_seed.mean()), "sd": float(per_seed.std(ddof=1)),
+                          "min": float(per_seed.min()), "max": float(per_seed.max()),
+                          "first_seed_score": float(per_seed[0]),
+                          "best_epochs": [f.details.get("best_epoch") for f in fits],
+                          "train_seconds": [sum(b.seconds for b in f.one_time if b.what == "adapter") for f in fits],
+                          "reused": [all(b.reused for b in f.one_time if b.what == "adapter") for f in fits],
+                          "adapters": [f.weights.adapter_dir for f in fits],
+                          "ci_method": TWO_LEVEL}}
+
+
+def other_seeds(name: str, fit: FitRecord, task: Task, test: list[Example], out_dir: Path, backend, log,
+                use_cache: bool) -> OtherSeeds | None:
+    """With `finetune.seeds` N > 1, the strategy (trained weights) fitted and answering N - 1 more times, with
+    `finetune.seed` + 1 ... + N - 1, each in a folder of the run, `<strategy>.seed-<s>/` (predictions.jsonl, and
+    a metrics.json holding its fit record only, where a later strategy of the run finds an adapter it can share):
+    a fresh instance from the registry and the run's config with only the seed changed (no merged copy), so any
+    strategy that trains gets its seeds. The report reads them through the arm's `seeds` record."""
+    from strategies import StrategyContext, create
+
+    cfg = task.config
+    n = cfg.finetune.seeds
+    if n < 2:
+        return None
+    seeds, scores, fits = [], [], []
+    for i, seed in enumerate(range(cfg.finetune.seed + 1, cfg.finetune.seed + n), start=2):
+        log(f"[{name}] seed {i} of {n} (finetune.seed = {seed}): fit and answer the {len(test)} test items")
+        config = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, seed=seed, merge=False))
+        folder = out_dir.parent / f"{name}.seed-{seed}"
+        folder.mkdir()
+        ctx = StrategyContext(config, task.folder, folder, backend, use_cache)
+        strategy = create(name)
+        try:
+            other_fit = strategy.fit(task.data.train, task.data.dev, ctx)
+        except NotRun as reason:
+            raise HarnessError(f"{name}: seed {seed} of finetune.seeds did not train ({reason}); the first seed "
+                               "did, so the seeds are not comparable") from None
+        predictions = strategy.answer([ex.query() for ex in test], ctx)
+        scored = score_items(config, task.folder, [p.text for p in predictions], test, backend)
+        _write_predictions(folder / "predictions.jsonl", predictions, test, scored.scores,
+                           scored.details or [{} for _ in predictions])
+        score = sum(scored.scores) / len(test)
+        write_json(folder / "metrics.json", {"strategy": folder.name, "seed_of": name, "seed": seed, "n": len(test),
+                                             "score": score, "fit": dataclasses.asdict(other_fit)})
+        log(f"[{name}] seed {seed}: {cfg.scorer} = {score:.3f} on {len(test)} items")
+        seeds.append(seed)
+        scores.append(scored.scores)
+        fits.append(other_fit)
+    return OtherSeeds(seeds, scores, fits)
 
 
 def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None,

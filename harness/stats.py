@@ -6,6 +6,13 @@ Binary scores (exact match, choice letter, contains): McNemar's test on the disc
 2^12 sign patterns), with a seeded paired bootstrap for its 95% CI. p-values across all pairs are
 Holm-corrected (statsmodels). A difference that is not significant after correction is a tie.
 
+A strategy answered by several training seeds (`finetune.seeds`) has a score per item and seed. Its
+pairs use a two-level bootstrap instead (`two_level_bootstrap`, the "multi-bootstrap" of Sellam et al.,
+2022, The MultiBERTs): each resample draws the items, paired across both strategies, and each side's seeds,
+both with replacement, so the interval holds the seed-to-seed spread as well as the item sampling. Its
+two-sided p is read off the same resamples (twice the smaller share on either side of zero), so a pair
+is significant exactly when that interval, after Holm, excludes zero.
+
 Also the sensitivity of a general benchmark: whether a model is above chance on it, and the smallest
 drop it could detect at its number of items (`min_detectable_drop`).
 """
@@ -93,6 +100,40 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
     return (*paired_bootstrap_ci(a, b, seed, resamples), sign_flip_p(a, b, seed, resamples))
 
 
+def _seed_weights(rng: np.random.Generator, k: int, resamples: int) -> np.ndarray:
+    """(resamples x k) weights: the share of each of k seeds in a draw of k seeds with replacement."""
+    draws = rng.integers(0, k, size=(resamples, k))
+    return np.stack([np.bincount(row, minlength=k) for row in draws]) / k
+
+
+def two_level_bootstrap(a: np.ndarray, b: np.ndarray | None = None, seed: int = 0,
+                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
+    """(ci_low, ci_high, two-sided p) of mean(a) - mean(b), resampling items and seeds.
+
+    `a` and `b` are (items x seeds) score matrices on the same items in the same order (a strategy with one
+    seed is one column); `b` None gives the CI of mean(a) alone (its p tests mean(a) = 0). Each resample
+    draws n items with replacement (the same items for both sides: the test is paired) and, independently
+    per side, k seeds with replacement. With few seeds the seed-level spread is underestimated by about
+    (k-1)/k, as with any bootstrap of k values: three seeds are a floor, not a luxury."""
+    a = np.atleast_2d(np.asarray(a, dtype=float).T).T
+    n = a.shape[0]
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, n, size=(resamples, n))
+    per_item = a @ _seed_weights(rng, a.shape[1], resamples).T  # (n x resamples)
+    if b is not None:
+        b = np.atleast_2d(np.asarray(b, dtype=float).T).T
+        assert b.shape[0] == n, "both strategies are scored on the same items"
+        per_item = per_item - b @ _seed_weights(rng, b.shape[1], resamples).T
+    stats = np.take_along_axis(per_item.T, items, axis=1).mean(axis=1)
+    low, high = np.percentile(stats, [2.5, 97.5])
+    if np.all(stats == stats[0]):
+        p = 1.0 if stats[0] == 0 else 1 / (resamples + 1)
+    else:
+        tail = min(np.sum(stats <= 0), np.sum(stats >= 0))
+        p = min(1.0, 2 * (tail + 1) / (resamples + 1))
+    return float(low), float(high), float(p)
+
+
 def holm(p_values: list[float]) -> list[float]:
     from statsmodels.stats.multitest import multipletests
 
@@ -101,12 +142,26 @@ def holm(p_values: list[float]) -> list[float]:
     return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
 
 
-def compare_strategies(scores: dict[str, dict[str, float]], binary: bool, seed: int = 0) -> list[PairResult]:
-    """Every pair of strategies, on the items both answered, with Holm-corrected significance."""
+TWO_LEVEL = "two-level bootstrap (seeds x items)"
+
+
+def compare_strategies(scores: dict[str, dict[str, float]], binary: bool, seed: int = 0,
+                       seeds: dict[str, dict[str, list[float]]] | None = None) -> list[PairResult]:
+    """Every pair of strategies, on the items both answered, with Holm-corrected significance.
+
+    `seeds` maps a strategy answered by several training seeds to {item id: [score per seed]}; a pair with
+    such a strategy is tested by `two_level_bootstrap`, and its means are over seeds."""
+    seeds = {name: by_id for name, by_id in (seeds or {}).items() if by_id}
     raw = []
     for a, b in combinations(scores, 2):
         ids = sorted(set(scores[a]) & set(scores[b]))
         if not ids:
+            continue
+        if a in seeds or b in seeds:
+            x, y = (np.array([seeds[s][i] if s in seeds else [scores[s][i]] for i in ids], dtype=float)
+                    for s in (a, b))
+            low, high, p = two_level_bootstrap(x, y, seed)
+            raw.append((a, b, len(ids), x.mean(), y.mean(), low, high, TWO_LEVEL, p))
             continue
         x = np.array([scores[a][i] for i in ids], dtype=float)
         y = np.array([scores[b][i] for i in ids], dtype=float)

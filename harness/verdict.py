@@ -17,6 +17,7 @@ from typing import Any
 from harness.metrics import MIN_TEST_ITEMS
 from harness.report_record import Cost
 from harness.run_schema import StrategyMetrics
+from harness.seeds import verdict_sentences
 
 Metrics = dict[str, StrategyMetrics]
 
@@ -108,6 +109,7 @@ def decide(metrics: Metrics, pairs: list[dict[str, Any]], costs: dict[str, Cost]
     else:
         reasons.append(f"{choice} has the best held-out score ({metrics[choice].score:.3f}) and no strategy "
                        "is tied with it.")
+    reasons += verdict_sentences(metrics, [choice, *(n for n in eligible if n != choice)])
     if small:
         m = metrics[choice]
         reasons.append(f"The test set has only {n} items (fewer than {MIN_TEST_ITEMS}): {choice}'s score is "

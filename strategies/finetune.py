@@ -83,6 +83,7 @@ class FinetuneStrategy:
             shutil.copytree(logs, out / LOGS_DIR, dirs_exist_ok=True)
         details: dict[str, Any] = {
             **{k: v for k, v in fit.items() if k not in ("memory_plan", "sessions")},
+            "precision_why": spec.precision_why,  # from the spec: adapters cached before fit.json had it
             "memory_estimate_gb": round(fit["memory_estimate_bytes"] / GB, 2),
             "memory_peak_gb": round(fit["memory_peak_bytes"] / GB, 2),
             "memory_plan": spec.memory_plan, "sessions": fit["sessions"],
@@ -155,7 +156,8 @@ class FinetuneStrategy:
         longest = max(len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) + 1
                       for r in train_records + dev_records)
         engine, why = choose_engine(ft.engine, device, config.model_type)
-        quantize, dtype = choose_precision(ft.load_in_4bit, cfg.model.dtype, device)
+        quantize, dtype, precision_why = choose_precision(ft.precision, ft.load_in_4bit, cfg.model.dtype, device,
+                                                          engine)
         # TRL's fused LM head (CUDA) and unsloth's chunked loss never hold the full logits.
         fused_head = device == "cuda" or engine == "unsloth"
         memory = self._plan(model_path, ft, device, quantize, dtype, min(longest, max_len), fused_head)
@@ -167,7 +169,8 @@ class FinetuneStrategy:
             micro_batch=memory.micro_batch, grad_accum=memory.grad_accum,
             gradient_checkpointing=memory.checkpointing, work_dir="", memory_plan=memory.to_dict(),
             threads=cfg.model.threads, allow_fallback=ft.engine == "auto",
-            padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len), report_to=ft.report_to)
+            padding_free=choose_padding_free(ft.padding_free, engine, longest <= max_len), report_to=ft.report_to,
+            precision_why=precision_why)
         counts = {"train_examples": len(chosen), "dev_examples": len(dev), "doc_records": len(docs),
                   "longest_sequence_tokens": longest, **counts}
         return spec, train_records, dev_records, counts

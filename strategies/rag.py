@@ -3,7 +3,8 @@
 Same model, system prompt, k-shot examples and decoding as the `prompt` strategy (its dev-tuned prompt:
 the same cached search record), so the two differ only by retrieval. `fit` loads or builds the cached
 corpus (harness.retrieval.store), then, with `rag.search`, tunes k (each of `rag.search_k` and `rag.k`)
-and then whether the best k keeps the prompt's shots, on the first `rag.search_dev_limit` dev items
+and then, at the best k, each chunk size of `rag.search_chunk_tokens` (an index of its own, cached like the
+first) and whether to keep the prompt's shots, on the first `rag.search_dev_limit` dev items
 (harness/search.py; each candidate row carries its dev hit@k). RAG prompts are long, so that budget is
 small by default. `answer` embeds each question alone (the latency a single user sees), searches the
 index, packs the passages into the context window and generates in batches. Every prediction records
@@ -20,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from harness.data import Example, Query
+from harness.errors import NotRun
 from harness.models import resolve_sentence_model
 from harness.records import Build, FitRecord, Message, Prediction
 from harness.retrieval.chunking import Chunk
 from harness.retrieval.context import question_with_passages, retrieval_text
 from harness.retrieval.quality import retrieval_quality
 from harness.retrieval.store import Corpus, open_corpus
-from harness.search import Candidate, DevAnswers, choose, examples_digest, model_identity, search, search_build
+from harness.search import Candidate, DevAnswers, Skip, choose, examples_digest, model_identity, search, search_build
 from harness.task import Task
 from strategies import StrategyContext
 from strategies.prompt import PromptStrategy, generation_flags
@@ -49,6 +51,8 @@ class RagStrategy:
         self.k = 0
         self.use_shots = few_shot
         self.docs = "docs"
+        self.corpora: dict[int, Corpus] = {}
+        """Corpus per chunk size, opened by the search."""
 
     def preflight(self, task: Task) -> None:
         """Before the run starts: the embedding model must resolve (a bad one is the user's input)."""
@@ -60,6 +64,7 @@ class RagStrategy:
         began = time.perf_counter()
         cfg = ctx.config
         corpus = self.corpus = open_corpus(ctx.task_dir / cfg.docs, ctx.task_dir, cfg.rag)
+        self.corpora = {cfg.rag.chunk_tokens: corpus}
         details: dict[str, Any] = dict(corpus.cost)
         searches: tuple[Build, ...] = ()
         if self.few_shot:
@@ -70,34 +75,63 @@ class RagStrategy:
                 details["prompt_search"] = prompt.pop("search")
             details.update(prompt)
         self.k, self.docs, self.use_shots = cfg.rag.k, cfg.docs, self.few_shot
+        chunk_tokens = cfg.rag.chunk_tokens
         if self.tune and cfg.rag.search and dev:
             record = details["search"] = self.search(train, dev, ctx)
             searches += (search_build(record, ctx.backend().device),)
-            if record["chosen_settings"]:
-                self.k, self.use_shots = record["chosen_settings"]["k"], record["chosen_settings"]["shots"]
-        details.update(rag_k=self.k, shots_in_prompt=bool(self.use_shots and self.prompt.k))
+            chosen = record["chosen_settings"]
+            if chosen:
+                self.k, self.use_shots = chosen["k"], chosen["shots"]
+                chunk_tokens = chosen.get("chunk_tokens", cfg.rag.chunk_tokens)
+                corpus = self.corpus = self._corpus(chunk_tokens, ctx)
+                if chunk_tokens != cfg.rag.chunk_tokens:
+                    details.update(corpus.cost)  # the chosen index's build, as the index of this arm
+        details.update(rag_k=self.k, shots_in_prompt=bool(self.use_shots and self.prompt.k),
+                       chunk_tokens=chunk_tokens)
         index = Build("index", corpus.cost["build_s"], corpus.device, f"{corpus.directory.name}/{corpus.spec.name}",
                       reused=corpus.cost["cache_hit"])
         return FitRecord(time.perf_counter() - began, corpus.device, details, one_time=(index, *searches),
                          complexity=self.complexity)
 
+    def _corpus(self, chunk_tokens: int, ctx: StrategyContext) -> Corpus:
+        """The corpus chunked at `chunk_tokens` (built once, then cached like any index); the configured overlap,
+        or an eighth of the chunk when the overlap would not fit in it."""
+        if chunk_tokens not in self.corpora:
+            rag = ctx.config.rag
+            overlap = rag.chunk_overlap if rag.chunk_overlap < chunk_tokens else chunk_tokens // 8
+            settings = dataclasses.replace(rag, chunk_tokens=chunk_tokens, chunk_overlap=overlap)
+            self.corpora[chunk_tokens] = open_corpus(ctx.task_dir / ctx.config.docs, ctx.task_dir, settings)
+        return self.corpora[chunk_tokens]
+
     def search(self, train: list[Example], dev: list[Example], ctx: StrategyContext) -> dict[str, Any]:
-        """Each k with the prompt's shots (if it has any), then the best k without them."""
+        """Each k with the prompt's shots (if it has any); then, at the best k, each other chunk size and no shots."""
         assert self.corpus is not None, "open the corpus first"
-        cfg, corpus = ctx.config, self.corpus
+        cfg = ctx.config
+        chunk = cfg.rag.chunk_tokens
         shots = self.few_shot and self.prompt.k > 0
-        candidates = [Candidate(f"k={k}" + (" with shots" if shots else ""), {"k": k, "shots": shots})
+        candidates = [Candidate(f"k={k}" + (" with shots" if shots else ""), {"k": k, "shots": shots,
+                                                                            "chunk_tokens": chunk})
                       for k in sorted({*cfg.rag.search_k, cfg.rag.k})]
 
-        def without_shots(rows: list[dict[str, Any]]) -> list[Candidate]:
+        def follow_up(rows: list[dict[str, Any]]) -> list[Candidate]:
             best = choose(rows)
-            return [Candidate(f"k={best['settings']['k']} no shots", {"k": best["settings"]["k"], "shots": False})
-                    ] if shots and best else []
+            if not best:
+                return []
+            k = best["settings"]["k"]
+            sizes = [Candidate(f"k={k} chunks of {c} tokens" + (" with shots" if shots else ""),
+                               {"k": k, "shots": shots, "chunk_tokens": c})
+                     for c in sorted(set(cfg.rag.search_chunk_tokens) - {chunk})]
+            return sizes + ([Candidate(f"k={k} no shots", {"k": k, "shots": False, "chunk_tokens": chunk})]
+                            if shots else [])
 
         def answer(candidate: Candidate, items: list[Example]) -> DevAnswers:
             k = candidate.settings["k"]
+            try:
+                corpus = self._corpus(candidate.settings["chunk_tokens"], ctx)
+            except NotRun as why:
+                raise Skip(str(why)) from None
             queries = [e.query() for e in items]
-            retrieved, _, _, conversations, _ = self.prompts(queries, ctx, k, candidate.settings["shots"])
+            retrieved, _, _, conversations, _ = self.prompts(queries, ctx, k, candidate.settings["shots"], corpus)
             generations = ctx.backend().generate(conversations, cfg.generation.max_new_tokens, cfg.generation.stop,
                                                  cfg.generation.batch_size,
                                                  progress=f"{self.name}: dev {candidate.label}")
@@ -110,21 +144,24 @@ class RagStrategy:
         generation = {k: v for k, v in dataclasses.asdict(cfg.generation).items() if k != "latency_sample"}
         key = {"model": model_identity(ctx.backend()), "train": examples_digest(train), "generation": generation,
                "prompt": dataclasses.asdict(cfg.prompt), "rag": dataclasses.asdict(cfg.rag),
-               "corpus": f"{corpus.directory.name}/{corpus.spec.name}",
+               "corpus": f"{self.corpus.directory.name}/{self.corpus.spec.name}",
                "prompt_chosen": [self.prompt.k, self.prompt.selection, self.prompt.system]}
-        return search("rag", candidates, dev, cfg.rag.search_dev_limit, answer, ctx, key, follow_up=without_shots)
+        return search("rag", candidates, dev, cfg.rag.search_dev_limit, answer, ctx, key, follow_up=follow_up)
 
-    def prompts(self, queries: list[Query], ctx: StrategyContext, k: int, use_shots: bool
+    def prompts(self, queries: list[Query], ctx: StrategyContext, k: int, use_shots: bool,
+                corpus: Corpus | None = None
                 ) -> tuple[list[Hits], list[float], list[tuple[Any, float, bool]], list[list[Message]], list[int]]:
-        """(retrieved, retrieval seconds, query vectors, conversations, passages used) per query, for k passages."""
-        assert self.corpus is not None, "fit() first"
+        """(retrieved, retrieval seconds, query vectors, conversations, passages used) per query, for k passages
+        of `corpus` (default: the arm's)."""
+        corpus = corpus or self.corpus
+        assert corpus is not None, "fit() first"
         cfg = ctx.config
         retrieved: list[Hits] = []
         retrieval_s: list[float] = []
-        vectors = self.corpus.query_vectors([retrieval_text(q) for q in queries], ctx.use_cache)
+        vectors = corpus.query_vectors([retrieval_text(q) for q in queries], ctx.use_cache)
         for vector, embed_s, _ in vectors:
             began = time.perf_counter()
-            retrieved.append(self.corpus.retrieve(vector, k))
+            retrieved.append(corpus.retrieve(vector, k))
             retrieval_s.append(embed_s + time.perf_counter() - began)
 
         backend = ctx.backend()

@@ -348,3 +348,35 @@ def test_benchmarks_run_once_per_weights_and_are_attributed_to_each_strategy(fou
     a = four_arms["report"]
     assert a["forgetting"]["rag_finetune"] == a["forgetting"]["finetune"] == bench["forgetting"][adapter]
     assert a["strategies"]["toy"]["benchmarks"]["mmlu"]["n"] == 6 and "toy" in a["forgetting"]
+
+
+def test_two_seeds_train_two_adapters_and_the_report_resamples_both(trained, task, tmp_path):
+    """`finetune.seeds: 2`: the first seed's adapter from the cache, a second trained with seed + 1; each answers
+    the test items, the arm's score is their mean and its pair with prompt is tested by the two-level bootstrap."""
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(task.folder), "--strategies",
+                           "prompt,finetune", "--limit", "6", "--no-benchmarks", "--results", str(results),
+                           "--set", "finetune.seeds=2"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed 2 of 2 (finetune.seed = 1)" in proc.stdout + proc.stderr
+    (run_dir,) = (results / "tiny").iterdir()
+    metrics = json.loads((run_dir / "finetune" / "metrics.json").read_text())
+    seeds = metrics["seeds"]
+    assert seeds["seeds"] == [0, 1] and seeds["reused"][1] is False  # seed 1 was never trained before
+    assert seeds["adapters"] == ["finetune/adapter", "finetune.seed-1/adapter"]
+    assert metrics["score"] == pytest.approx(sum(seeds["scores"]) / 2)
+    assert metrics["ci_method"].startswith("two-level")
+    other = json.loads((run_dir / "finetune.seed-1" / "metrics.json").read_text())
+    assert other["seed"] == 1 and other["fit"]["weights"]["content_id"] != metrics["fit"]["weights"]["content_id"]
+    assert (run_dir / "finetune.seed-1" / "adapter" / "adapter_config.json").is_file()
+    lines = [json.loads(line) for line in (run_dir / "finetune" / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(len(r["seed_scores"]) == 2 and r["seed_scores"][0] == r["score"] for r in lines)
+    report = json.loads((run_dir / "report.json").read_text())
+    (pair,) = report["pairs"]
+    assert pair["test"].startswith("two-level")
+    text = (run_dir / "report.md").read_text()
+    assert "## Training seeds" in text and "(mean of 2 seeds)" in text

@@ -173,7 +173,7 @@ def test_the_report_shows_each_arms_dev_use_and_says_when_the_model_ignores_the_
         retrieval_section)
 
 
-def test_rag_tunes_k_on_dev_with_hit_at_k_per_candidate(model, tmp_path: Path) -> None:
+def test_rag_tunes_k_and_chunk_size_on_dev_with_hit_at_k_per_candidate(model, tmp_path: Path) -> None:
     """Two k on two dev questions (the prompt fixed at zero shots: no shot follow-up); the choice is what rag
     answers with, and each row says how often retrieval found the answer."""
     import shutil
@@ -199,8 +199,14 @@ def test_rag_tunes_k_on_dev_with_hit_at_k_per_candidate(model, tmp_path: Path) -
     fit = rag.fit(task.data.train, task.data.dev, StrategyContext(task.config, task.folder, tmp_path / "o",
                                                                   lambda: model))
     record = fit.details["search"]
-    assert [r["candidate"] for r in record["candidates"]] == ["k=1", "k=2"]  # no shots: no follow-up
-    assert [r["retrieval_labeled"] for r in record["candidates"]] == [2, 2]  # both name their source
+    best_k = max(record["candidates"][:2], key=lambda r: r["dev_score"])["settings"]["k"]
+    # No shots: no "no shots" follow-up; the default other chunk size (128 tokens) at the best k.
+    assert [r["candidate"] for r in record["candidates"]] == ["k=1", "k=2", f"k={best_k} chunks of 128 tokens"]
+    assert [r["settings"]["chunk_tokens"] for r in record["candidates"]] == [64, 64, 128]
+    assert [r["retrieval_labeled"] for r in record["candidates"]] == [2, 2, 2]  # all name their source
     assert record["candidates"][0]["hit_at_k"] >= 0.5 and record["candidates"][1]["hit_at_k"] == 1.0
     assert rag.k == record["chosen_settings"]["k"] == fit.details["rag_k"] and not fit.details["shots_in_prompt"]
-    assert record["dev_items"] == 2 and record["answers"] == 4
+    chunk = record["chosen_settings"]["chunk_tokens"]
+    assert fit.details["chunk_tokens"] == chunk and rag.corpus is rag.corpora[chunk] and set(rag.corpora) == {64, 128}
+    assert len(rag.corpora[128].chunks) < len(rag.corpora[64].chunks)  # a second index, of larger chunks
+    assert record["dev_items"] == 2 and record["answers"] == 6

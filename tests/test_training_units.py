@@ -111,9 +111,9 @@ def test_engine_and_precision_choices_say_why():
     assert engine == "unsloth" and "supports model type 'llama'" in why and "CPU fallback" in why
     assert choose_engine("auto", "cuda", "bloom") == ("peft", "auto: unsloth does not support model type 'bloom'")
     assert choose_engine("unsloth", "cpu", "llama") == ("unsloth", "set by finetune.engine")
-    assert choose_precision("auto", "auto", "cuda") == (True, "bfloat16")
-    assert choose_precision("auto", "auto", "cpu") == (False, "float32")
-    assert choose_precision("yes", "float32", "cpu") == (True, "float32")
+    assert choose_precision("auto", "auto", "auto", "cuda", "peft")[:2] == (True, "bfloat16")
+    assert choose_precision("auto", "auto", "auto", "cpu", "peft", cpuinfo="flags : avx2")[:2] == (False, "float32")
+    assert choose_precision("auto", "yes", "float32", "cpu", "peft")[:2] == (True, "float32")
     # padding-free: unsloth's own rule under auto, padded for peft, never when a record must be truncated
     assert [choose_padding_free("auto", e, True) for e in ("unsloth", "peft")] == [None, False]
     assert choose_padding_free("yes", "peft", True) is True and choose_padding_free("yes", "unsloth", False) is False

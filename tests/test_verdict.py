@@ -152,7 +152,8 @@ def bench_result(correct: int, n: int, metric: str = "acc") -> dict:
 
 
 def test_caveat_forgetting_not_measured_without_benchmarks():
-    (sentence,) = caveats(TUNED, {}, {"scored": 200})
+    seeds, sentence = caveats(TUNED, {}, {"scored": 200})
+    assert seeds.startswith("finetune rests on one training seed")
     assert sentence.startswith("Forgetting was not measured") and "finetune" in sentence
     (base_only,) = caveats({"prompt": TUNED["prompt"]}, {}, {"scored": 200})
     assert "forgetting was not measured" in base_only and "none could have forgotten" in base_only
@@ -171,19 +172,19 @@ def test_caveats_at_chance_floor_and_skipped():
             "p = 0.45), so forgetting cannot be detected on MMLU.") in out
     assert "HumanEval pass@1 0/10: the base model solves none, so a drop cannot be detected on HumanEval." in out
     assert "Forgetting on HumanEval was not checked: scoring HumanEval runs model-written code; allow it." in out
-    assert len(out) == 3
+    assert len(out) == 4 and out[0].startswith("finetune rests on one training seed")
 
 
 def test_caveat_smallest_detectable_drop():
     bench = {"weights": {"base": {"mmlu": bench_result(45, 100)}, "finetune": {"mmlu": bench_result(44, 100)}},
              "by_strategy": {"prompt": "base", "finetune": "finetune"}}
-    (sentence,) = caveats(TUNED, bench, {"scored": 200})
+    _, sentence = caveats(TUNED, bench, {"scored": 200})
     drop = min_detectable_drop(0.45, 100, 0.05, 0.8)
     assert drop == pytest.approx(0.188, abs=0.001)
     assert sentence.startswith(f"MMLU on 100 items (base 0.45) can only detect a drop of {drop:.2f} or more")
     # 0.35 on 100 items: the detectable drop (about 0.18) is larger than the 0.10 above chance.
     bench["weights"]["base"]["mmlu"] = bench_result(35, 100)
-    (sentence,) = caveats(TUNED, bench)
+    _, sentence = caveats(TUNED, bench)
     assert "could not detect even a fall to chance" in sentence
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from harness.backends import LmEvalTarget, generate_with_cache
+from harness.config import generation_batch_size
 from harness.devices import resolve_device, resolve_dtype
 from harness.records import Generation, Message
 
@@ -131,7 +132,9 @@ class TransformersBackend:
 
     def generate(self, conversations: list[list[Message]], max_new_tokens: int,
                  stop: list[str], batch_size: int, progress: str | None = None) -> list[Generation]:
-        """Answers in input order; cached ones are reused, the rest generated in length-sorted batches."""
+        """Answers in input order; cached ones are reused, the rest generated in length-sorted batches
+        (`batch_size` 0: this device's default, harness.config.generation_batch_size)."""
+        batch_size = generation_batch_size(batch_size, self.device)
         settings = {"max_new_tokens": max_new_tokens, "stop": stop, "batch_size": batch_size}
         return generate_with_cache(self.cache, conversations, settings, lambda todo, cached: self._generate(
             todo, max_new_tokens, stop, batch_size, progress, cached))

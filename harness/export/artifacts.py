@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.models import repair_byte_level_decoder  # also applied at conversion; old folders need it here
 
 MANIFEST = "manifest.json"
 
@@ -118,28 +119,6 @@ def quantize(source: Path, out: Path, quant: str, threads: int | None = None) ->
     print(f"[export] quantized in {time.perf_counter() - began:.1f} s ({out.stat().st_size / 2**20:.1f} MiB)"
           f"{fell_back}", file=sys.stderr, flush=True)
     return out
-
-
-def repair_byte_level_decoder(folder: Path) -> bool:
-    """Give a byte-level BPE tokenizer.json a byte-level decoder again; True if it needed it.
-
-    transformers' GGUF tokenizer loader (harness.models dequantizes the embedded model with it) writes a
-    SentencePiece-style decoder (ByteFallback, Replace "▁") for GPT-2-style vocabularies. convert_hf_to_gguf.py
-    reads that decoder as a SentencePiece vocabulary: the GGUF gets tokenizer model "llama" with no merges, and
-    llama.cpp aborts on the first byte it cannot map. The tokens and merges are right; only the decoder is not."""
-    path = folder / "tokenizer.json"
-    if not path.is_file():
-        return False
-    data = json.loads(path.read_text(encoding="utf-8"))
-    pre, decoder = data.get("pre_tokenizer") or {}, data.get("decoder") or {}
-    parts = decoder.get("decoders", []) if decoder.get("type") == "Sequence" else [decoder]
-    byte_level = (data.get("model") or {}).get("type") == "BPE" and pre.get("type") == "ByteLevel"
-    if not byte_level or not any(p.get("type") == "ByteFallback" for p in parts):
-        return False
-    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": pre.get("add_prefix_space", False),
-                       "trim_offsets": pre.get("trim_offsets", True), "use_regex": pre.get("use_regex", True)}
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    return True
 
 
 def check_vocab(gguf: Path, model_dir: Path, texts: list[str]) -> None:

@@ -11,4 +11,5 @@ SECTIONS: list[str] = [
     "harness.speed.lm_eval_overhead",
     "harness.speed.retrieval",
     "harness.speed.training",
+    "harness.speed.training_precision",
 ]

@@ -36,8 +36,9 @@ MODES = ("harness_peft", "harness_peft_padding_free", "harness_unsloth", "bare_t
 
 # --- parent side ---------------------------------------------------------------------------------
 
-def _write_inputs(work: Path, threads: int) -> dict[str, Any]:
-    """The first EXAMPLES training examples as the harness formats them, and the shared settings."""
+def _write_inputs(work: Path, threads: int, dev_examples: int = 0) -> dict[str, Any]:
+    """The first EXAMPLES training examples as the harness formats them, and the shared settings; with
+    `dev_examples`, the last ones of the training file (never trained on) as dev.jsonl."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     from harness.config import load_task_config
@@ -59,16 +60,22 @@ def _write_inputs(work: Path, threads: int) -> dict[str, Any]:
               "max_seq_length": min(cfg.finetune.max_seq_length, int(config.max_position_embeddings)),
               "mean_record_tokens": sum(lengths) / len(lengths)}
     (work / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    if dev_examples:
+        assert len(examples) >= EXAMPLES + dev_examples, "the validation examples would overlap the trained ones"
+        dev = formatting.build_records(examples[-dev_examples:], cfg.prompt, tokenizer, stops)
+        (work / "dev.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in dev))
     (work / "inputs.json").write_text(json.dumps(inputs))
     return inputs
 
 
-def _child(mode: str, work: Path) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; its result, or why it did not run."""
+def _child(mode: str, work: Path, module: str = "harness.speed.training") -> dict[str, Any]:
+    """Run one measurement (`python -m <module> <mode> <work>`) in a fresh interpreter; its result, or why it
+    did not run."""
     out = work / f"{mode}.json"
+    out.unlink(missing_ok=True)  # a mode run twice must not read the first run's result
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.speed.training", mode, str(work)],
+        proc = subprocess.run([sys.executable, "-m", module, mode, str(work)],
                               stdout=sys.stderr, stderr=subprocess.PIPE, text=True, env=env,
                               timeout=CHILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:

@@ -10,13 +10,22 @@ unsloth trains through its CPU fallback (stock transformers + PEFT + TRL with a 
 Measured on 2 cores, SmolLM2-135M, 4 examples of ~134 tokens per step, float32, no checkpointing:
 unsloth 2.35 s/step (peak RSS 3.66 GB), peft 2.73 s/step (3.92 GB); peft with gradient checkpointing
 4.15 s/step (2.41 GB). Unsloth's own CPU default on this AVX512-BF16 machine, bfloat16, was 1.7x
-slower than float32 back to back, so the dtype is always passed explicitly: float32 on CPU unless
-`model.dtype` says otherwise.
+slower than float32 back to back, so the dtype is always passed explicitly.
+
+`finetune.precision: auto` trains peft in bfloat16 weights (LoRA weights, gradients and AdamW stay float32,
+as PEFT keeps adapters) on a CPU whose /proc/cpuinfo reports avx512_bf16 or amx_bf16, and in float32 on any
+other CPU: without them torch emulates bfloat16 matmuls (one of SmolLM2's MLP shape took 19-52x as long as
+in float32 on an AVX2-only EPYC, 2 threads, as other load varied; `make bench` times it). unsloth keeps
+float32 on CPU for the measurement above; CUDA trains bfloat16; an explicit `model.dtype` is followed.
+bfloat16 learns less from the first steps: the base layer's output is rounded to bfloat16 before the LoRA
+delta is added, and a delta under half a bfloat16 step is lost (float32 with only that rounding emulated
+reproduced the gap; rounding after the addition did not).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from harness.devices import resolve_dtype
@@ -38,10 +47,48 @@ def choose_engine(requested: str, device: str, model_type: str) -> tuple[str, st
     return "unsloth", f"auto: unsloth is installed and supports model type {model_type!r}; trains through {where}"
 
 
-def choose_precision(load_in_4bit: str, model_dtype: str, device: str) -> tuple[bool, str]:
-    """(4-bit base?, dtype): 4-bit on CUDA by default; bfloat16 on CUDA, float32 on CPU unless set."""
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+"""x86 flags in /proc/cpuinfo for bfloat16 arithmetic in hardware (oneDNN's bf16 kernels need one of them)."""
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The BF16_CPU_FLAGS that `cpuinfo` (default: /proc/cpuinfo, empty where there is none) reports."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    line = next((line for line in cpuinfo.splitlines() if line.split(":", 1)[0].strip() == "flags"), "flags:")
+    flags = set(line.split(":", 1)[1].split())
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+
+
+def choose_precision(setting: str, load_in_4bit: str, model_dtype: str, device: str, engine: str,
+                     cpuinfo: str | None = None) -> tuple[bool, str, str]:
+    """(4-bit base?, dtype, why) for `finetune.precision` (auto, float32, bfloat16); 4-bit on CUDA by default.
+
+    `cpuinfo`: /proc/cpuinfo's text, read when None.
+    """
+    if setting not in PRECISIONS:
+        raise ValueError(f"finetune.precision: {setting!r} is not one of {', '.join(PRECISIONS)}")
     quantize = load_in_4bit == "yes" or (load_in_4bit == "auto" and device == "cuda")
-    return quantize, resolve_dtype(model_dtype, device)
+    if setting != "auto":
+        return quantize, setting, "set by finetune.precision"
+    if model_dtype != "auto":
+        return quantize, model_dtype, f"auto: model.dtype is {model_dtype}"
+    if device != "cpu":
+        return quantize, resolve_dtype("auto", device), f"auto: {resolve_dtype('auto', device)} on {device}"
+    flags = cpu_bf16_flags(cpuinfo)
+    if not flags:
+        return quantize, "float32", ("auto: this CPU reports neither avx512_bf16 nor amx_bf16, so torch would "
+                                     "emulate bfloat16 matmuls, many times slower")
+    if engine == "unsloth" or quantize:
+        what = "unsloth's CPU fallback trained 1.7x slower in bfloat16" if engine == "unsloth" \
+            else "a 4-bit base is not measured in bfloat16 on CPU"
+        return quantize, "float32", f"auto: this CPU reports {' and '.join(flags)}, but {what}"
+    return quantize, "bfloat16", (f"auto: this CPU reports {' and '.join(flags)}, so bfloat16 matmuls run in "
+                                  "hardware (`make bench` times bfloat16 against float32 training)")
 
 
 def choose_padding_free(setting: str, engine: str, fits: bool) -> bool | None:

@@ -3,7 +3,10 @@
 The prompt is rendered exactly as the `prompt` strategy renders a zero-shot question (system prompt +
 user turn, the model's chat template with the generation prompt), so the model is trained on the text
 it will see when answering. TRL's prompt/completion path then computes the loss on the completion
-tokens only: the answer and the end-of-turn token that makes generation stop.
+tokens only: the answer and the end-of-turn token that makes generation stop. TRL tokenizes the record's
+text with the tokenizer's special tokens, the answering backends tokenize the rendered prompt without them;
+so a BOS the template writes and the tokenizer adds again is dropped from the record's prompt (`drop_added_bos`),
+and training sees the one BOS that answering sees.
 
 Knowledge injection adds the task's documents as records with an empty prompt (loss on every token).
 """
@@ -30,6 +33,19 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
     return "\n\n".join(lines) + "\n\nAssistant:"
 
 
+def drop_added_bos(tokenizer: Any, text: str) -> str:
+    """`text` without its leading BOS when the tokenizer adds a BOS itself (Llama-3-style tokenizers), else as is.
+
+    SmolLM2's bos_token is '<|im_start|>', which its template writes at every turn, and its tokenizer adds none:
+    its text is kept (unsloth's "found double BOS tokens" for it is a false alarm: it tests the template for
+    the token's text, then tokenizes without special tokens, which adds nothing either way)."""
+    bos = tokenizer.bos_token
+    if not bos or not text.startswith(bos):
+        return text
+    adds_bos = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return text[len(bos):] if adds_bos else text
+
+
 def stop_tokens(tokenizer: Any, eos_token_ids: list[int]) -> list[str]:
     """Tokens that end generation: the generation config's eos ids, then the tokenizer's eos."""
     tokens = [tokenizer.convert_ids_to_tokens(i) for i in eos_token_ids]
@@ -39,11 +55,12 @@ def stop_tokens(tokenizer: Any, eos_token_ids: list[int]) -> list[str]:
 def example_record(tokenizer: Any, messages: list[Message], answer: str, stops: list[str]) -> dict[str, str]:
     """{"prompt", "completion"}: the completion is what the template puts after the prompt (the answer
     and its end-of-turn token), trailing whitespace dropped since generation stops at that token."""
-    prompt = render_prompt(tokenizer, messages)
+    rendered = render_prompt(tokenizer, messages)
+    prompt = drop_added_bos(tokenizer, rendered)
     if tokenizer.chat_template:
         full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
-        if full.startswith(prompt):
-            completion = full[len(prompt):].rstrip()
+        if full.startswith(rendered):
+            completion = full[len(rendered):].rstrip()
             if any(completion.endswith(s) for s in stops):
                 return {"prompt": prompt, "completion": completion}
     # No template, or one that doesn't end the turn with a stop token: TRL appends the eos token.

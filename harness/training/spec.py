@@ -18,7 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the worker pads with a token other than the end token (harness.models.use_distinct_pad), so the
+end token stays a labelled target; adapters trained before are not reused."""
 # padding_free is hashed: the same batches, but LoRA dropout draws its masks over other shapes, so the
 # adapter differs (statistically, not in expectation) from a padded training.
 HASHED_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "warmup_steps",
@@ -67,6 +69,9 @@ class TrainSpec:
     None: the engine decides (unsloth's own rule)."""
     report_to: str = "none"
     """finetune.report_to: none, tensorboard, wandb or mlflow. Not hashed: logging changes no weight."""
+    precision_why: str = ""
+    """Why `dtype` was chosen (finetune.precision). Not hashed: `dtype` is, so a spec written before this
+    field existed keeps its key."""
 
     @property
     def precision(self) -> str:

@@ -51,7 +51,8 @@ def body_lines(metrics: dict[str, Any]) -> list[str]:
     logs = f"; TensorBoard logs: `{d['logs_dir']}`" if d.get("logs_dir") else ""
     docs = f" + {d['doc_records']} document chunks" if d.get("doc_records") else ""
     lines = [
-        f"- Engine: {d['engine']}, {d.get('precision', '?')} on {d.get('device', '?')} ({d.get('engine_why', '')})",
+        f"- Engine: {d['engine']}, {d.get('precision', '?')} on {d.get('device', '?')} ({d.get('engine_why', '')})"
+        + (f"; precision {d['precision_why']}" if d.get("precision_why") else ""),
         f"- Trainable parameters: {d['trainable_params']:,} of {d['total_params']:,} ({d['trainable_percent']:.2f}%)"
         if d.get("trainable_params") else "- Trainable parameters: not recorded",
         (f"- Data: {d.get('train_examples', '?')} training examples{docs}, {d.get('dev_examples', '?')} validation "

@@ -92,6 +92,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
+    from harness.models import use_distinct_pad
     from harness.training.engines import load_for_training, trainer_class
 
     work = Path(spec.work_dir)
@@ -102,6 +103,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         torch.set_num_threads(spec.threads or os.cpu_count() or 1)
     began = time.perf_counter()
     model, tokenizer, engine, why = load_for_training(spec)
+    use_distinct_pad(tokenizer)  # a pad equal to the end token passes for padding; TRL copies it to the model
     trainable, total = model.get_nb_trainable_parameters()
     records = {name: [json.loads(line) for line in (work / f"{name}.jsonl").read_text().splitlines()]
                for name in ("train", "dev")}
@@ -167,6 +169,7 @@ def fit_record(spec: TrainSpec, trainer: Any, session: dict[str, Any], eval_befo
     seconds, steps = session["train_seconds"], max(session["steps"], 1)
     return {
         "engine": session["engine"], "engine_why": session["engine_why"], "precision": spec.precision,
+        "precision_why": spec.precision_why,
         "device": spec.device, "trainable_params": trainable, "total_params": total,
         "trainable_percent": round(100 * trainable / total, 4),
         "train_seconds": session["train_seconds_total"], "steps": state.global_step,
