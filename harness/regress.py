@@ -1,8 +1,10 @@
 """Regression check of a new run against a blessed one: `make bless`, `make regress`.
 
 Each strategy present in both runs is compared on the same test items (paired by id): held-out
-score (McNemar or paired bootstrap), the items that flipped, MMLU/HumanEval, latency and cost. A
-check fails only when the change is beyond its margin (task.yaml `regress:`) *and* significant.
+score (McNemar or paired bootstrap; the two-level bootstrap over items and seeds when either run's arm
+answered with several training seeds, its item scores then the mean over seeds), the items that flipped,
+MMLU/HumanEval, latency and cost. A check fails only when the change is beyond its margin (task.yaml
+`regress:`) *and* significant.
 Exit codes: 0 nothing regressed, 1 something regressed, 3 could not compare (the test items differ).
 """
 
@@ -20,7 +22,7 @@ from harness.errors import HarnessError
 from harness.report import _read, load_run
 from harness.report_record import LoadedRun
 from harness.rundir import write_json
-from harness.stats import mcnemar_p, paired_bootstrap
+from harness.stats import TWO_LEVEL, mcnemar_p, paired_bootstrap, two_level_bootstrap
 
 OK, REGRESSED, INCOMPARABLE = 0, 1, 3
 COST_UNITS = {"strategies.*.cost.compute_per_answer": "s", "strategies.*.cost.prompt_tokens_mean": "tokens",
@@ -80,19 +82,30 @@ def compare_strategy(name: str, base: LoadedRun, new: LoadedRun, margins: dict) 
     b_items = {p["id"]: p for p in base.items[name]}
     n_items = {p["id"]: p for p in new.items[name]}
     ids = list(b_items)
-    x = np.array([b_items[i]["score"] for i in ids], dtype=float)
-    y = np.array([n_items[i]["score"] for i in ids], dtype=float)
+    # An arm answered by several training seeds (finetune.seeds) in either run: its item scores are the mean
+    # over seeds and the change is tested by the two-level bootstrap (items and seeds), as the report does.
+    x_seeds, y_seeds = (np.array([items[i].get("seed_scores") or [items[i]["score"]] for i in ids], dtype=float)
+                        if any(items[i].get("seed_scores") for i in ids) else None for items in (b_items, n_items))
+    x = x_seeds.mean(axis=1) if x_seeds is not None else np.array([b_items[i]["score"] for i in ids], dtype=float)
+    y = y_seeds.mean(axis=1) if y_seeds is not None else np.array([n_items[i]["score"] for i in ids], dtype=float)
     binary = new.metrics[name].binary
-    low, high, p_boot = paired_bootstrap(y, x, seed=0)
-    p = mcnemar_p(y, x) if binary else p_boot
+    if x_seeds is not None or y_seeds is not None:
+        low, high, p = two_level_bootstrap(y_seeds if y_seeds is not None else y,
+                                           x_seeds if x_seeds is not None else x, seed=0)
+        seeds = {"blessed": x_seeds.shape[1] if x_seeds is not None else 1,
+                 "new": y_seeds.shape[1] if y_seeds is not None else 1}
+        test = f"{TWO_LEVEL}, seeds blessed {seeds['blessed']} / new {seeds['new']}"
+    else:
+        low, high, p_boot = paired_bootstrap(y, x, seed=0)
+        p = mcnemar_p(y, x) if binary else p_boot
+        test, seeds = ("McNemar" if binary else "paired bootstrap"), None
     drop = float(x.mean() - y.mean())
     checks = [_check(f"{name}.score", drop > margins["allowed_score_drop"] and p < margins["alpha"],
                      f"score {x.mean():.3f} -> {y.mean():.3f} ({-drop:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], "
-                     f"{'McNemar' if binary else 'paired bootstrap'} p = {p:.3g}; "
-                     f"margin {margins['allowed_score_drop']})")]
+                     f"{test} p = {p:.3g}; margin {margins['allowed_score_drop']})")]
     checks += _latency_check(name, b_items, n_items, ids, margins)
     checks += _benchmark_checks(name, base, new, margins)
-    threshold = 0.5 if binary else FLIP
+    threshold = 0.5 if binary and seeds is None else FLIP
     flips = {"newly_wrong": [], "newly_right": []}
     for i, before, after in zip(ids, x, y):
         if before - after > threshold or after - before > threshold:
@@ -105,7 +118,7 @@ def compare_strategy(name: str, base: LoadedRun, new: LoadedRun, margins: dict) 
     cost = {"compute_per_answer": (before.compute_per_answer, after.compute_per_answer),
             "prompt_tokens_mean": (before.prompt_tokens_mean, after.prompt_tokens_mean),
             "fit_time": (before.record.seconds, after.record.seconds)}
-    return {"checks": checks, **flips, "cost": cost, "n": len(ids)}
+    return {"checks": checks, **flips, "cost": cost, "n": len(ids), **({"seeds": seeds} if seeds else {})}
 
 
 def _check(name: str, regressed: bool, detail: str, skipped: str | None = None) -> dict[str, Any]:

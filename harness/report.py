@@ -27,6 +27,8 @@ from harness.report_served import load_served, served_warnings
 from harness.run_schema import SCHEMA_VERSION, StrategyMetrics
 from harness.rundir import write_json
 from harness.stats import compare_strategies
+from harness.timings import FILE as TIMINGS
+from harness.timings import parse as timing_parse
 
 __all__ = ["analyze", "load_run", "matrix", "terminal_summary", "write_report"]
 
@@ -88,8 +90,12 @@ def load_run(run_dir: Path) -> LoadedRun:
         if metrics[name].ok and pred_path.is_file():
             items[name] = _read_jsonl(pred_path)
     served, served_problems = load_served(run_dir)
+    timings = _read(run_dir / TIMINGS)
+    if timings is not None:
+        timing_parse(timings, str(run_dir / TIMINGS))  # a damaged file is named now, in one line
     return LoadedRun(config, run, _read(run_dir / "split.json") or {}, _read(run_dir / "environment.json") or {},
-                     metrics, items, by_weights(_read(run_dir / "benchmarks.json") or {}), served, served_problems)
+                     metrics, items, by_weights(_read(run_dir / "benchmarks.json") or {}), served, served_problems,
+                     timings or {})
 
 
 def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
@@ -129,7 +135,8 @@ def analyze(run_dir: Path, final_dir: Path | None = None) -> RunReport:
                                                          volume),
         criteria=verdict_rule.criteria(metrics, pairs, costs, cfg["facts"], n_labeled, break_even, volume),
         config=cfg, environment=env, contamination=run.split.get("contamination", {}),
-        latencies={n: [p["latency_s"] for p in run.items[n]] for n in run.items}, served=run.served)
+        latencies={n: [p["latency_s"] for p in run.items[n]] for n in run.items}, served=run.served,
+        timings=run.timings)
 
 
 def _fit_warnings(metrics: dict[str, StrategyMetrics]) -> list[str]:

@@ -65,6 +65,8 @@ class LoadedRun:
     served: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per exported strategy, its export/<strategy>/served.json (harness/report_served.py)."""
     served_problems: list[str] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    """timings.json: the wall time of each phase of the run (s); empty for runs made before it existed."""
     """One line per served.json that could not be read (the report's warnings)."""
 
     @property
@@ -106,6 +108,8 @@ class RunReport:
     """Per strategy, the latency of each test item in the scoring pass."""
     served: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per exported strategy, its served.json: the GGUF files re-scored on the test items (absent when none)."""
+    timings: dict[str, Any] = field(default_factory=dict)
+    """timings.json: the wall time of each phase of the run (s); absent from report.json for older runs."""
 
     @property
     def ran(self) -> dict[str, StrategyMetrics]:
@@ -117,7 +121,7 @@ class RunReport:
         for f in dataclasses.fields(self):
             # No export, no `served` key: report.json stays as it was before exports existed.
             nested = f.name in ("strategies", "costs", "benchmarks", "break_even")
-            if not nested and (f.name != "served" or self.served):
+            if not nested and (f.name not in ("served", "timings") or getattr(self, f.name)):
                 out[f.name] = getattr(self, f.name)
         out["break_even_answers"] = self.break_even
         out["strategies"] = {}
@@ -135,6 +139,8 @@ class RunReport:
             from harness.report_served import UNITS
 
             out["units"] |= UNITS
+        if self.timings:
+            out["units"] |= {"timings.total_s": "s", "timings.phases.seconds": "s"}
         return out
 
     @classmethod

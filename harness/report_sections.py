@@ -6,8 +6,8 @@ Plots, Paired comparisons, Served (exported) models (when the run has exports), 
 each arm used dev: its search table and choice), Retrieval
 (strategies with retrieval metrics), Fine-tune (one per trained adapter with a training record, naming every
 strategy that answers with it), Judge (strategies scored by a judge model), Classification (label
-scorer: per-class figures, confusion plots), Strategy details (other fit facts),
-Setup. Which section shows a strategy is decided by its facts, never its name.
+scorer: per-class figures, confusion plots), Strategy details (other fit facts), Wall time (each phase
+of the run, from timings.json), Setup. Which section shows a strategy is decided by its facts, never its name.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from harness.report_search import dev_tuning_body, model_not_docs
 from harness.report_served import HEADING, served_body
 from harness.run_schema import RetrievalMetrics, StrategyMetrics
 from harness.seeds import seeds_body
+from harness.timings import wall_time_body
 from harness.training.summary import body_lines
 
 CI_METHODS = {"wilson": "Wilson score interval", "bootstrap": "seeded bootstrap"}
@@ -235,6 +236,7 @@ def build_report(a: RunReport) -> Report:
     sections += [Section("Dev tuning", tuning)] if tuning else []
     seeded = seeds_body(a.strategies)
     sections += [Section("Training seeds", seeded)] if seeded else []
-    sections += _strategy_sections(a, plots) + [_setup(a)]
+    timed = wall_time_body(a.timings, sum(m.cached_answers or 0 for m in a.ran.values()))
+    sections += _strategy_sections(a, plots) + ([Section("Wall time", timed)] if timed else []) + [_setup(a)]
     return Report(f"{a.task}: {' vs '.join(a.strategies)}", a.description,
                   [s for s in sections if s is not None], plots)

@@ -10,6 +10,7 @@ last, so its presence means the run completed):
     <strategy>/predictions.jsonl   one line per test item: answer, reference, score, tokens, latency
     <strategy>/metrics.json        summary, written after its predictions; `fit` is its FitRecord
     benchmarks.json    MMLU/HumanEval per distinct weights, the strategies using each, forgetting vs base
+    timings.json       wall time of each phase (model load; per strategy fit, answer, score, ...; benchmarks)
     report.md
     manifest.json
 """
@@ -38,6 +39,8 @@ from harness.run_schema import StrategyMetrics
 from harness.rundir import check_results_root, staged_run, write_json, write_manifest
 from harness.scoring import score_items
 from harness.task import Task
+from harness.timings import FILE as TIMINGS
+from harness.timings import Stopwatch, terminal_line
 
 RESULTS_DIR = Path("results")
 
@@ -63,8 +66,10 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
     for warning in task.data.warnings:
         log(f"warning: {warning}")
 
+    clock = Stopwatch()
     backend = _model_loader(cfg, log, use_cache, task.where("model.name"))
-    backend()  # the model resolves and its tokenizer loads now, or the run does not start
+    with clock.phase("model load"):
+        backend()  # the model resolves and its tokenizer loads now, or the run does not start
     batch = generation_batch_size(cfg.generation.batch_size, getattr(backend(), "device", "cpu"))
     task.config = cfg = dataclasses.replace(cfg, generation=dataclasses.replace(cfg.generation, batch_size=batch))
     created = {name: create(name) for name in names}  # config and --strategies check the names
@@ -84,12 +89,16 @@ def compare(task: Task, results_root: Path = RESULTS_DIR, strategies: list[str] 
         for name in names:
             out_dir = run_dir / name
             out_dir.mkdir()
-            summaries[name] = run_strategy(name, created[name], task, test, out_dir, backend, log, use_cache)
+            summaries[name] = run_strategy(name, created[name], task, test, out_dir, backend, log, use_cache,
+                                           clock)
 
         if run_benchmarks:
-            write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend, run_dir))
+            write_json(run_dir / "benchmarks.json", general_benchmarks(cfg, summaries, log, backend, run_dir, clock))
         write_json(run_dir / "environment.json", environment.capture(backend()))
+        timings = clock.record()
+        write_json(run_dir / TIMINGS, timings)
         write_report(run_dir, final_dir)
+        log(f"[time] {terminal_line(timings)}")
         write_manifest(run_dir, {"task": cfg.name, "strategies": names, "test_items": len(test),
                                  "finished": datetime.now(UTC).isoformat(timespec="seconds")})
     return final_dir
@@ -123,28 +132,33 @@ def _model_loader(cfg, log, use_cache: bool, field: str = "model.name") -> Calla
 
 
 def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: Path, backend, log,
-                 use_cache: bool = True) -> dict:
+                 use_cache: bool = True, clock: Stopwatch | None = None) -> dict:
     from strategies import StrategyContext
 
     cfg = task.config
+    clock = clock or Stopwatch()
     ctx = StrategyContext(cfg, task.folder, out_dir, backend, use_cache)
     log(f"[{name}] fit on {len(task.data.train)} train / {len(task.data.dev)} dev examples")
     try:
-        fit = strategy.fit(task.data.train, task.data.dev, ctx)
+        with clock.phase("fit", name):
+            fit = strategy.fit(task.data.train, task.data.dev, ctx)
     except NotRun as reason:
         not_run = StrategyMetrics(name, f"not run: {reason}").to_json()
         write_json(out_dir / "metrics.json", not_run)
         log(f"[{name}] not run: {reason}")
         return not_run
     began = time.perf_counter()
-    predictions = strategy.answer([ex.query() for ex in test], ctx)
+    with clock.phase("answer", name):
+        predictions = strategy.answer([ex.query() for ex in test], ctx)
     answer_seconds = time.perf_counter() - began
     assert [p.id for p in predictions] == [ex.id for ex in test], f"{name} must answer every query in order"
 
-    scored = score_items(cfg, task.folder, [p.text for p in predictions], test, backend)
+    with clock.phase("score", name):
+        scored = score_items(cfg, task.folder, [p.text for p in predictions], test, backend)
     scores = scored.scores
     details = scored.details or [{} for _ in predictions]
-    seeds = other_seeds(name, fit, task, test, out_dir, backend, log, use_cache) if fit.weights.trained else None
+    with clock.phase("extra seeds", name):
+        seeds = other_seeds(name, fit, task, test, out_dir, backend, log, use_cache) if fit.weights.trained else None
     _write_predictions(out_dir / "predictions.jsonl", predictions, test, scores, details,
                        [[s, *other] for s, other in zip(scores, seeds.item_scores)] if seeds else None)
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,
@@ -157,8 +171,9 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
         summary.update(seeds.summary(cfg.finetune.seed, scores, fit, cfg.data.split_seed))
     # Latency as one user sees it (a sample answered one request at a time), throughput from this pass.
     summary.update(throughput(summary, cfg.generation.batch_size))
-    summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,
-                                          cfg.generation.latency_sample, out_dir))
+    with clock.phase("latency sample", name):
+        summary.update(single_request_latency(strategy, [ex.query() for ex in test], ctx,
+                                              cfg.generation.latency_sample, out_dir))
     if hasattr(strategy, "label_metrics"):
         # Computed by the runner after answering, with the test labels the strategy never saw.
         summary.update(strategy.label_metrics(predictions, test))
@@ -264,15 +279,18 @@ def other_seeds(name: str, fit: FitRecord, task: Task, test: list[Example], out_
 
 
 def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[], Backend] | None = None,
-                       run_dir: Path | None = None) -> dict[str, Any]:
+                       run_dir: Path | None = None, clock: Stopwatch | None = None) -> dict[str, Any]:
     """MMLU/HumanEval once per distinct set of weights the strategies answer with (their fit records say
     which: base, or base + an adapter named by content id), each pass cached by lm-eval inputs; the
     result and the forgetting test (vs base) are attributed to every strategy using those weights.
 
     Returns {weights: {key: results}, by_strategy: {strategy: key}, forgetting: {key: per benchmark},
     warnings}. With `backend` (the run's shared backend), lm-eval scores through it (its `lm_eval_model`:
-    transformers' weights already in memory, llama.cpp's GGUF, a server), each adapter attached for its pass."""
+    transformers' weights already in memory, llama.cpp's GGUF, a server), each adapter attached for its pass.
+    `clock` times each pass as a "benchmarks" phase, named by the first strategy using those weights."""
     from harness.benchmarks import forgetting
+
+    clock = clock or Stopwatch()
 
     ok = {n: s for n, s in summaries.items() if s.get("status") == "ok"}
     result: dict[str, Any] = {"weights": {}, "by_strategy": {}, "forgetting": {}, "warnings": []}
@@ -285,7 +303,8 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
     if cfg.model.dtype != "auto" and shared is None:
         options["model_args"] = {"dtype": cfg.model.dtype}
     scored = result["weights"]
-    scored["base"] = _score_weights(cfg, base_path, Weights(), None, shared, log, options)
+    with clock.phase("benchmarks (base weights)"):
+        scored["base"] = _score_weights(cfg, base_path, Weights(), None, shared, log, options)
     for name, weights in used.items():
         if weights.trained and not weights.adapter_dir:
             result["warnings"].append(f"{name} answers with trained weights but recorded no adapter_dir: "
@@ -295,7 +314,8 @@ def general_benchmarks(cfg, summaries: dict[str, dict], log, backend: Callable[[
         if weights.key in scored and weights.trained:
             log(f"[benchmarks] {name}: answers with {weights.key}, already scored in this run")
         elif weights.key not in scored:
-            scored[weights.key] = _score_weights(cfg, base_path, weights, run_dir, shared, log, options)
+            with clock.phase("benchmarks", name):
+                scored[weights.key] = _score_weights(cfg, base_path, weights, run_dir, shared, log, options)
             result["forgetting"][weights.key] = forgetting(scored["base"], scored[weights.key],
                                                            cfg.benchmarks.forgetting_alpha)
     for name, bench in scored["base"].items():

@@ -44,6 +44,13 @@ def test_compare_prompt_strategy_writes_a_complete_run(tiny_task, tmp_path):
     assert "skipped: benchmarks.humaneval is false" in report
     assert "only 40 training examples" in report  # the small-data warning reaches the report
     assert "| prompt" in proc.stdout  # the summary table ends the terminal output
+    timings = json.loads((run_dir / "timings.json").read_text())  # each phase's wall time, in run order
+    phases = [(p["strategy"], p["phase"]) for p in timings["phases"]]
+    assert phases == [("", "model load"), ("prompt", "fit"), ("prompt", "answer"), ("prompt", "score"),
+                      ("prompt", "extra seeds"), ("prompt", "latency sample"), ("", "benchmarks (base weights)")]
+    assert all(p["seconds"] >= 0 for p in timings["phases"])
+    assert sum(p["seconds"] for p in timings["phases"]) <= timings["total_s"]
+    assert "## Wall time" in report and "| prompt: answer" in report and "[time] wall time" in proc.stdout
 
     # A second run never overwrites the first, and the report rebuilds from the directory alone.
     assert run_cli("compare", str(tiny_task), "--results", str(results), "--limit", "2", cwd=ROOT).returncode == 0

@@ -84,3 +84,42 @@ def test_bless_and_cli_exit_codes(tmp_path):
     assert regress(base) == 0
     assert regress(worse) == 1
     assert regress(other) == 3
+
+
+def _with_seeds(run, strategy: str, per_seed: list[list[float]]) -> None:
+    """Give each prediction of `strategy` its scores under several training seeds (the first is its score)."""
+    path = run / strategy / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row, scores in zip(rows, zip(*per_seed)):
+        assert row["score"] == scores[0]
+        row["seed_scores"] = list(scores)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_multi_seed_arm_is_compared_on_the_mean_of_its_seeds_not_its_first(tmp_path):
+    # Blessed: three seeds at 0.80. New: seed 0 is unlucky (0.60, a significant drop on its own) while seeds 1 and
+    # 2 score 0.90 and 0.88, so the mean over seeds (0.793) is within the 0.02 margin of the blessed 0.80.
+    unlucky = [1.0] * 60 + [0.0] * 40
+    base = make_run(tmp_path, {"finetune": GOOD}, name="a")
+    new = make_run(tmp_path, {"finetune": unlucky}, name="b")
+    _with_seeds(base, "finetune", [GOOD, GOOD, GOOD])
+    _with_seeds(new, "finetune", [unlucky, [1.0] * 90 + [0.0] * 10, [1.0] * 88 + [0.0] * 12])
+    result = compare_runs(base, new)
+    s = result["strategies"]["finetune"]
+    assert result["status"] == OK, result["problems"]
+    assert s["seeds"] == {"blessed": 3, "new": 3}
+    assert "0.800 -> 0.793" in s["checks"][0]["detail"] and "two-level bootstrap" in s["checks"][0]["detail"]
+    # Judged on seed 0 alone, the same runs regress.
+    alone = compare_runs(make_run(tmp_path, {"finetune": GOOD}, name="c"),
+                         make_run(tmp_path, {"finetune": unlucky}, name="d"))
+    assert alone["status"] == REGRESSED
+
+
+def test_every_seed_dropping_regresses_across_seeds(tmp_path):
+    worse = [[1.0] * 60 + [0.0] * 40, [1.0] * 62 + [0.0] * 38, [1.0] * 58 + [0.0] * 42]
+    base = make_run(tmp_path, {"finetune": GOOD}, name="a")  # one seed blessed
+    new = make_run(tmp_path, {"finetune": worse[0]}, name="b")
+    _with_seeds(new, "finetune", worse)
+    result = compare_runs(base, new)
+    assert result["status"] == REGRESSED and result["problems"][0].startswith("finetune.score:")
+    assert result["strategies"]["finetune"]["seeds"] == {"blessed": 1, "new": 3}
