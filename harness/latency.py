@@ -6,8 +6,10 @@ answers a fixed sample of the same test queries again, one request at a time (ba
 those wall times (retrieval included for RAG) are the user-facing p50/p95. Throughput is reported
 separately, from the scoring pass: answers per second of compute at the batch size used.
 
-Probe answers go through the generation cache like any other (keyed by batch size 1), so a warm
-rerun reuses their measured times; they are flagged `cached` in `latency.jsonl`.
+Probe answers go through the generation cache like any other (keyed by batch size 1 where the batch
+matters), so a warm rerun reuses their measured times; they are flagged `cached` in `latency.jsonl`. On
+llama.cpp the batch does not matter (each instance answers one prompt at a time), so the probes are the
+scoring pass's own answers and single-request times, found in the cache rather than generated again.
 """
 
 from __future__ import annotations

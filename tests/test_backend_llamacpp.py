@@ -109,6 +109,11 @@ def test_generation_cache_hits_on_a_second_call(cache):
                                                            batch_size=2)
     assert not any(g.cached for g in first) and all(g.cached for g in second)
     assert [g.text for g in first] == [g.text for g in second]
+    # llama.cpp answers one prompt at a time whatever the batch, so the latency sample's batch of 1 is a hit too:
+    # the answer and its wall time as the scoring pass measured them.
+    (probe,) = backend.generate(conversations()[1:2], max_new_tokens=8, stop=[], batch_size=1)
+    assert probe.cached and (probe.text, probe.latency_s) == (first[1].text, first[1].latency_s)
+    assert not backend.generate(conversations()[1:2], max_new_tokens=9, stop=[], batch_size=1)[0].cached
 
 
 def test_auto_picks_llamacpp_on_cpu_and_transformers_elsewhere(monkeypatch, capsys, tmp_path):
