@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
@@ -147,18 +146,19 @@ def run_strategy(name: str, strategy, task: Task, test: list[Example], out_dir: 
         write_json(out_dir / "metrics.json", not_run)
         log(f"[{name}] not run: {reason}")
         return not_run
-    began = time.perf_counter()
     with clock.phase("answer", name):
         predictions = strategy.answer([ex.query() for ex in test], ctx)
-    answer_seconds = time.perf_counter() - began
+    answer_seconds = clock.phases[-1].seconds
     assert [p.id for p in predictions] == [ex.id for ex in test], f"{name} must answer every query in order"
 
     with clock.phase("score", name):
         scored = score_items(cfg, task.folder, [p.text for p in predictions], test, backend)
     scores = scored.scores
     details = scored.details or [{} for _ in predictions]
-    with clock.phase("extra seeds", name):
-        seeds = other_seeds(name, fit, task, test, out_dir, backend, log, use_cache) if fit.weights.trained else None
+    seeds = None
+    if fit.weights.trained and cfg.finetune.seeds > 1:
+        with clock.phase("extra seeds", name):
+            seeds = other_seeds(name, fit, task, test, out_dir, backend, log, use_cache)
     _write_predictions(out_dir / "predictions.jsonl", predictions, test, scores, details,
                        [[s, *other] for s, other in zip(scores, seeds.item_scores)] if seeds else None)
     summary = {"strategy": name, "status": "ok", "scorer": cfg.scorer,

@@ -49,7 +49,7 @@ def test_compare_prompt_strategy_writes_a_complete_run(tiny_task, tmp_path):
     timings = json.loads((run_dir / "timings.json").read_text())  # each phase's wall time, in run order
     phases = [(p["strategy"], p["phase"]) for p in timings["phases"]]
     assert phases == [("", "model load"), ("prompt", "fit"), ("prompt", "answer"), ("prompt", "score"),
-                      ("prompt", "extra seeds"), ("prompt", "latency sample"), ("", "benchmarks (base weights)")]
+                      ("prompt", "latency sample"), ("", "benchmarks (base weights)")]
     assert all(p["seconds"] >= 0 for p in timings["phases"])
     assert sum(p["seconds"] for p in timings["phases"]) <= timings["total_s"]
     assert "## Wall time" in report and "| prompt: answer" in report

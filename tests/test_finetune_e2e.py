@@ -380,3 +380,5 @@ def test_two_seeds_train_two_adapters_and_the_report_resamples_both(trained, tas
     assert pair["test"].startswith("two-level")
     text = (run_dir / "report.md").read_text()
     assert "## Training seeds" in text and "(mean of 2 seeds)" in text
+    phases = {(p["strategy"], p["phase"]) for p in json.loads((run_dir / "timings.json").read_text())["phases"]}
+    assert ("finetune", "extra seeds") in phases and ("prompt", "extra seeds") not in phases  # the second training
