@@ -181,3 +181,17 @@ def test_mmlu_by_loglikelihood_through_lm_eval_and_its_cache(llama, adapter_dir)
     responses = [[json.loads(line)["response"] for line in Path(r["samples_file"]).read_text().splitlines()]
                  for r in (base, tuned)]
     assert len(responses[1]) == 4 and responses[0] != responses[1]
+
+
+def test_registering_the_llamacpp_type_keeps_lm_evals_own_model_types():
+    """lm-eval registers its own types only into an empty registry: ours must not hide them (a process that scored
+    on llama.cpp and then on transformers or a server failed with "Unknown model 'hf'")."""
+    import subprocess
+    import sys
+
+    code = ("import harness.backends.llamacpp_lm as ours; from lm_eval.api.registry import get_model; "
+            "print(get_model('hf').__name__, get_model('local-chat-completions').__name__, "
+            "get_model(ours.LM_TYPE).__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.split() == ["HFLM", "LocalChatCompletion", "LlamaCppLM"]

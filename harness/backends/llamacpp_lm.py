@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import lm_eval.models  # noqa: F401 -- lm-eval's own model types first: see below
 import numpy as np
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
+
+# lm-eval (0.4.13) fills its model registry with its own types ("hf", "local-chat-completions", ...) only when
+# `get_model` finds the registry empty; registered into an empty registry, this type would be the only one,
+# and a later pass on transformers or a server in the same process would fail with "Unknown model 'hf'".
 
 LM_TYPE = "ftrag-llamacpp"
 
