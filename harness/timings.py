@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.report_format import duration
 
 FILE = "timings.json"
 UNTIMED = "untimed (split, records, environment)"
@@ -83,15 +84,11 @@ def rows(total: float, phases: list[Phase]) -> list[tuple[str, float]]:
     return sorted(merged.items(), key=lambda item: -item[1])
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.1f} s"
-
-
 def terminal_line(record: dict[str, Any], top: int = 3) -> str:
-    """"wall time 41.2 min until the report: finetune: fit 23.1 min (56%), ..." (the longest phases)."""
+    """"wall time 41 min until the report: finetune: fit 23 min (56%), ..." (the longest phases)."""
     total, phases = parse(record)
-    shown = [f"{label} {_minutes(s)} ({s / total:.0%})" for label, s in rows(total, phases)[:top] if total > 0]
-    return f"wall time {_minutes(total)} until the report" + (": " + ", ".join(shown) if shown else "")
+    shown = [f"{label} {duration(s)} ({s / total:.0%})" for label, s in rows(total, phases)[:top] if total > 0]
+    return f"wall time {duration(total)} until the report" + (": " + ", ".join(shown) if shown else "")
 
 
 def wall_time_body(record: dict[str, Any] | None, cached_answers: int = 0) -> str | None:
@@ -110,8 +107,8 @@ def wall_time_body(record: dict[str, Any] | None, cached_answers: int = 0) -> st
     longest, seconds = table[0]
     cache = (f" {cached_answers} answers came from the generation cache, so a cold run takes longer."
              if cached_answers else "")
-    intro = (f"The run took {_minutes(total)} of wall time until the report was written; the longest phase was "
-             f"**{longest}**, {_minutes(seconds)} ({seconds / total:.0%}). A fit includes the dev search, the "
+    intro = (f"The run took {duration(total)} of wall time until the report was written; the longest phase was "
+             f"**{longest}**, {duration(seconds)} ({seconds / total:.0%}). A fit includes the dev search, the "
              "index and the training; parts found in the caches take no time here." + cache)
     frame = pd.DataFrame([{"phase": label, "wall time (s)": f"{s:,.1f}", "share (%)": f"{100 * s / total:.1f}"}
                           for label, s in table])

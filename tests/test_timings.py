@@ -36,13 +36,13 @@ def test_the_section_and_the_terminal_line_name_the_longest_phase_with_units():
               "phases": [{"phase": "fit", "seconds": 420.0, "strategy": "finetune"},
                          {"phase": "answer", "seconds": 150.0, "strategy": "rag"}]}
     body = wall_time_body(record, cached_answers=12)
-    assert "10.0 min of wall time" in body and "**finetune: fit**, 7.0 min (70%)" in body
+    assert "10 min of wall time" in body and "**finetune: fit**, 7 min (70%)" in body
     assert "12 answers came from the generation cache" in body
     assert "| phase" in body and "wall time (s)" in body and "share (%)" in body and "| 420.0" in body
     shares = [float(line.split("|")[3]) for line in body.splitlines() if line.startswith("| ") and "(%)" not in line]
     assert sum(shares) == pytest.approx(100.0, abs=0.2)
     line = terminal_line(record)
-    assert line.startswith("wall time 10.0 min until the report: finetune: fit 7.0 min (70%), rag: answer")
+    assert line.startswith("wall time 10 min until the report: finetune: fit 7 min (70%), rag: answer 2 min (25%)")
     assert wall_time_body(None) is None and wall_time_body({}) is None  # a run from before timings.json
 
 
