@@ -82,23 +82,20 @@ def compare_strategy(name: str, base: LoadedRun, new: LoadedRun, margins: dict) 
     b_items = {p["id"]: p for p in base.items[name]}
     n_items = {p["id"]: p for p in new.items[name]}
     ids = list(b_items)
-    # An arm answered by several training seeds (finetune.seeds) in either run: its item scores are the mean
-    # over seeds and the change is tested by the two-level bootstrap (items and seeds), as the report does.
-    x_seeds, y_seeds = (np.array([items[i].get("seed_scores") or [items[i]["score"]] for i in ids], dtype=float)
-                        if any(items[i].get("seed_scores") for i in ids) else None for items in (b_items, n_items))
-    x = x_seeds.mean(axis=1) if x_seeds is not None else np.array([b_items[i]["score"] for i in ids], dtype=float)
-    y = y_seeds.mean(axis=1) if y_seeds is not None else np.array([n_items[i]["score"] for i in ids], dtype=float)
+    # Per item, its score under each training seed (one column without `finetune.seeds`); an arm with several
+    # seeds in either run is compared on its mean over seeds by the two-level bootstrap, as the report does.
+    xs, ys = (np.array([items[i].get("seed_scores") or [items[i]["score"]] for i in ids], dtype=float)
+              for items in (b_items, n_items))
+    x, y = xs.mean(axis=1), ys.mean(axis=1)
     binary = new.metrics[name].binary
-    if x_seeds is not None or y_seeds is not None:
-        low, high, p = two_level_bootstrap(y_seeds if y_seeds is not None else y,
-                                           x_seeds if x_seeds is not None else x, seed=0)
-        seeds = {"blessed": x_seeds.shape[1] if x_seeds is not None else 1,
-                 "new": y_seeds.shape[1] if y_seeds is not None else 1}
+    seeds = {"blessed": xs.shape[1], "new": ys.shape[1]} if max(xs.shape[1], ys.shape[1]) > 1 else None
+    if seeds:
+        low, high, p = two_level_bootstrap(ys, xs, seed=0)
         test = f"{TWO_LEVEL}, seeds blessed {seeds['blessed']} / new {seeds['new']}"
     else:
         low, high, p_boot = paired_bootstrap(y, x, seed=0)
         p = mcnemar_p(y, x) if binary else p_boot
-        test, seeds = ("McNemar" if binary else "paired bootstrap"), None
+        test = "McNemar" if binary else "paired bootstrap"
     drop = float(x.mean() - y.mean())
     checks = [_check(f"{name}.score", drop > margins["allowed_score_drop"] and p < margins["alpha"],
                      f"score {x.mean():.3f} -> {y.mean():.3f} ({-drop:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], "
